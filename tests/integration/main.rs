@@ -1,0 +1,8 @@
+//! Integration tests through the real genrun binary: real processes, real signals, real files, real
+//! servers. One test binary (`autotests = false`); `util` is the small harness every module shares.
+
+mod util;
+
+mod contract;
+mod memory;
+mod supervision;
