@@ -44,7 +44,12 @@ pub struct RunArgs {
     pub request_id: Option<String>,
 
     /// The prompt for the agent.
-    #[arg(long, env = "GENRUN_PROMPT", value_name = "TEXT", conflicts_with = "prompt_file")]
+    #[arg(
+        long,
+        env = "GENRUN_PROMPT",
+        value_name = "TEXT",
+        conflicts_with = "prompt_file"
+    )]
     pub prompt: Option<String>,
 
     /// Read the prompt from a file (or s3://BUCKET/KEY).
@@ -113,7 +118,12 @@ pub struct RunArgs {
     pub allow_root_agent: bool,
 
     /// Pass this environment variable through to the agent (repeatable; env: comma-separated names).
-    #[arg(long = "agent-env", env = "GENRUN_AGENT_ENV", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "agent-env",
+        env = "GENRUN_AGENT_ENV",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub agent_env: Vec<String>,
 
     /// Time from SIGTERM to result.json stored. Default: 25s (ECS's default stopTimeout is 30 s).
@@ -145,7 +155,12 @@ pub struct RunArgs {
     pub progress_url: Option<String>,
 
     /// Bearer token for --progress-url (redacted everywhere).
-    #[arg(long, env = "GENRUN_PROGRESS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "GENRUN_PROGRESS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub progress_token: Option<String>,
 
     /// Heartbeat event interval. Default: 15s.
@@ -153,7 +168,12 @@ pub struct RunArgs {
     pub heartbeat: Option<String>,
 
     /// Treat the value of this environment variable as a secret to redact (repeatable; env: comma-separated).
-    #[arg(long = "secret-env", env = "GENRUN_SECRET_ENV", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "secret-env",
+        env = "GENRUN_SECRET_ENV",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub secret_env: Vec<String>,
 
     /// S3 endpoint URL for S3-compatible servers.

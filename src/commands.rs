@@ -8,7 +8,9 @@ use genrun_progress::LogFormat;
 use genrun_sandbox::{Reaper, ShutdownSignals};
 
 use crate::cli::{Cli, Command, DemoArgs, ExitCodesArgs, PackageArgs, RunArgs};
-use crate::config::{self, AgentIdentity, AgentProgram, MemorySettings, ProgressSettings, RunConfig};
+use crate::config::{
+    self, AgentIdentity, AgentProgram, MemorySettings, ProgressSettings, RunConfig,
+};
 use crate::exit::Outcome;
 use crate::run::{self, Runtime};
 
@@ -36,7 +38,10 @@ pub fn usage_error(e: clap::Error) -> i32 {
 
 fn exit_codes_command(args: ExitCodesArgs) -> i32 {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&crate::exit::table_json()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::exit::table_json()).unwrap_or_default()
+        );
     } else {
         print!("{}", crate::exit::table_markdown());
     }
@@ -44,10 +49,13 @@ fn exit_codes_command(args: ExitCodesArgs) -> i32 {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        eprintln!("genrun: error: starting the async runtime: {e}");
-        Outcome::OsError.code()
-    })
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("genrun: error: starting the async runtime: {e}");
+            Outcome::OsError.code()
+        })
 }
 
 /// Installs the reaper and signal handlers: the first things genrun does as PID 1.
@@ -147,7 +155,10 @@ fn demo_command(args: DemoArgs) -> i32 {
     let format: LogFormat = match args.log_format.parse() {
         Ok(f) => f,
         Err(_) => {
-            eprintln!("genrun: error: log_format: invalid value {:?}: expected json, pretty or auto", args.log_format);
+            eprintln!(
+                "genrun: error: log_format: invalid value {:?}: expected json, pretty or auto",
+                args.log_format
+            );
             return Outcome::Config.code();
         }
     };
@@ -158,8 +169,17 @@ fn demo_command(args: DemoArgs) -> i32 {
             return Outcome::OsError.code();
         }
     };
-    let request_id = format!("demo-{}", crate::result::now_rfc3339().replace([':', '-'], "").replace('T', "-").split('.').next().unwrap_or("run"));
-    let workspace = std::env::temp_dir().join(format!("genrun-demo-workspace-{}", std::process::id()));
+    let request_id = format!(
+        "demo-{}",
+        crate::result::now_rfc3339()
+            .replace([':', '-'], "")
+            .replace('T', "-")
+            .split('.')
+            .next()
+            .unwrap_or("run")
+    );
+    let workspace =
+        std::env::temp_dir().join(format!("genrun-demo-workspace-{}", std::process::id()));
     let identity = if genrun_sandbox::is_root() {
         match genrun_sandbox::lookup_user(config::defaults::AGENT_USER) {
             Some(u) if u.uid != 0 => AgentIdentity::User(u),
@@ -176,7 +196,11 @@ fn demo_command(args: DemoArgs) -> i32 {
         output: genrun_storage::Target::Local(args.out.clone()),
         agent: AgentProgram {
             program: exe,
-            leading_args: vec!["scripted-agent".into(), "--script".into(), args.script.clone()],
+            leading_args: vec![
+                "scripted-agent".into(),
+                "--script".into(),
+                args.script.clone(),
+            ],
         },
         model: None,
         max_turns: 50,
@@ -204,7 +228,6 @@ fn demo_command(args: DemoArgs) -> i32 {
         },
         s3: genrun_storage::S3Options::default(),
         overwrite: false,
-        job_source: None,
     };
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -222,13 +245,19 @@ fn demo_command(args: DemoArgs) -> i32 {
 }
 
 /// The prompt the demo's scripted agent pretends to answer.
-const DEMO_PROMPT: &str = "Build a full-stack todo app: a Vite + React client and an Express API server \
+const DEMO_PROMPT: &str =
+    "Build a full-stack todo app: a Vite + React client and an Express API server \
 with in-memory storage, a README, and a .env.example.";
 
 fn package_command(args: PackageArgs) -> i32 {
     let mut opts = genrun_packaging::PackageOptions::new(args.workspace.clone(), args.out.clone());
     let mut formats = Vec::new();
-    for f in args.format.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+    for f in args
+        .format
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
         match f.parse() {
             Ok(fmt) => formats.push(fmt),
             Err(_) => {
@@ -244,8 +273,16 @@ fn package_command(args: PackageArgs) -> i32 {
     opts.formats = formats;
     opts.extra_rules = args.rules.clone();
     let sizes = [
-        ("max_total_bytes", &args.max_total_bytes, &mut opts.limits.max_total_bytes),
-        ("max_file_bytes", &args.max_file_bytes, &mut opts.limits.max_file_bytes),
+        (
+            "max_total_bytes",
+            &args.max_total_bytes,
+            &mut opts.limits.max_total_bytes,
+        ),
+        (
+            "max_file_bytes",
+            &args.max_file_bytes,
+            &mut opts.limits.max_file_bytes,
+        ),
     ];
     for (field, raw, slot) in sizes {
         if let Some(v) = raw {
@@ -262,7 +299,9 @@ fn package_command(args: PackageArgs) -> i32 {
         match v.trim().parse() {
             Ok(n) => opts.limits.max_entries = n,
             Err(_) => {
-                eprintln!("genrun: error: max_entries: invalid value {v:?}: expected a whole number");
+                eprintln!(
+                    "genrun: error: max_entries: invalid value {v:?}: expected a whole number"
+                );
                 return Outcome::Config.code();
             }
         }

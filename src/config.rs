@@ -82,8 +82,6 @@ pub struct RunConfig {
     pub progress: ProgressSettings,
     pub s3: S3Options,
     pub overwrite: bool,
-    /// Where the job document came from, if any.
-    pub job_source: Option<String>,
 }
 
 /// A configuration problem: which field, what was wrong, and which outcome it maps to.
@@ -97,15 +95,26 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn bad_job(field: &str, message: impl Into<String>) -> Self {
-        ConfigError { outcome: Outcome::BadJob, field: field.into(), message: message.into() }
+        ConfigError {
+            outcome: Outcome::BadJob,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     fn config(field: &str, message: impl Into<String>) -> Self {
-        ConfigError { outcome: Outcome::Config, field: field.into(), message: message.into() }
+        ConfigError {
+            outcome: Outcome::Config,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     fn invalid(field: &str, value: &str, expected: &str) -> Self {
-        Self::config(field, format!("invalid value {value:?}: expected {expected}"))
+        Self::config(
+            field,
+            format!("invalid value {value:?}: expected {expected}"),
+        )
     }
 }
 
@@ -144,20 +153,33 @@ pub async fn load(mut args: RunArgs) -> Result<RunConfig, Box<LoadFailure>> {
         ..S3Options::default()
     };
     let fail = |error: ConfigError, args: &RunArgs, s3: &S3Options| {
-        let request_id = args.request_id.clone().filter(|r| validate_request_id(r).is_ok());
-        let output = args.output.as_deref().map_or(Ok(Target::Local(defaults::OUTPUT.into())), |o| o.parse());
-        Box::new(LoadFailure { error, request_id, output: output.ok(), s3: s3.clone() })
+        let request_id = args
+            .request_id
+            .clone()
+            .filter(|r| validate_request_id(r).is_ok());
+        let output = args
+            .output
+            .as_deref()
+            .map_or(Ok(Target::Local(defaults::OUTPUT.into())), |o| o.parse());
+        Box::new(LoadFailure {
+            error,
+            request_id,
+            output: output.ok(),
+            s3: s3.clone(),
+        })
     };
 
-    let mut job_source = None;
     if let Some(job) = args.job.clone() {
-        let doc = read_source(&job, &s3)
-            .await
-            .map_err(|e| fail(ConfigError::bad_job("job", format!("cannot read {job}: {e}")), &args, &s3))?;
+        let doc = read_source(&job, &s3).await.map_err(|e| {
+            fail(
+                ConfigError::bad_job("job", format!("cannot read {job}: {e}")),
+                &args,
+                &s3,
+            )
+        })?;
         let from_job = merge_job_document(&mut args, &doc).map_err(|e| fail(e, &args, &s3))?;
-        job_source = Some(job);
         // A bad value that came from the job document makes the job invalid (65), named as such.
-        return build(&args, &s3, job_source).await.map_err(|mut e| {
+        return build(&args, &s3).await.map_err(|mut e| {
             if from_job.contains(&e.field) {
                 e.outcome = Outcome::BadJob;
                 e.field = format!("job.{}", e.field);
@@ -165,32 +187,40 @@ pub async fn load(mut args: RunArgs) -> Result<RunConfig, Box<LoadFailure>> {
             fail(e, &args, &s3)
         });
     }
-    build(&args, &s3, job_source).await.map_err(|e| fail(e, &args, &s3))
+    build(&args, &s3).await.map_err(|e| fail(e, &args, &s3))
 }
 
-async fn build(args: &RunArgs, s3: &S3Options, job_source: Option<String>) -> Result<RunConfig, ConfigError> {
-    let request_id = args
-        .request_id
-        .clone()
-        .ok_or_else(|| ConfigError::bad_job("request_id", "missing: pass --request-id or GENRUN_REQUEST_ID"))?;
+async fn build(args: &RunArgs, s3: &S3Options) -> Result<RunConfig, ConfigError> {
+    let request_id = args.request_id.clone().ok_or_else(|| {
+        ConfigError::bad_job(
+            "request_id",
+            "missing: pass --request-id or GENRUN_REQUEST_ID",
+        )
+    })?;
     validate_request_id(&request_id)?;
 
     let output: Target = match &args.output {
-        Some(o) => o.parse().map_err(|e| ConfigError::config("output", format!("{e}")))?,
+        Some(o) => o
+            .parse()
+            .map_err(|e| ConfigError::config("output", format!("{e}")))?,
         None => Target::Local(defaults::OUTPUT.into()),
     };
 
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(p), None) => p.clone(),
         (None, Some(f)) => {
-            let bytes = read_source(f, s3)
-                .await
-                .map_err(|e| ConfigError::bad_job("prompt_file", format!("cannot read {f}: {e}")))?;
-            String::from_utf8(bytes)
-                .map_err(|_| ConfigError::bad_job("prompt_file", format!("{f} is not UTF-8 text")))?
+            let bytes = read_source(f, s3).await.map_err(|e| {
+                ConfigError::bad_job("prompt_file", format!("cannot read {f}: {e}"))
+            })?;
+            String::from_utf8(bytes).map_err(|_| {
+                ConfigError::bad_job("prompt_file", format!("{f} is not UTF-8 text"))
+            })?
         }
         (Some(_), Some(_)) => {
-            return Err(ConfigError::bad_job("prompt", "give either prompt or prompt_file, not both"))
+            return Err(ConfigError::bad_job(
+                "prompt",
+                "give either prompt or prompt_file, not both",
+            ))
         }
         (None, None) => {
             return Err(ConfigError::bad_job(
@@ -210,13 +240,16 @@ async fn build(args: &RunArgs, s3: &S3Options, job_source: Option<String>) -> Re
             .parse::<u32>()
             .ok()
             .filter(|n| *n >= 1)
-            .ok_or_else(|| ConfigError::invalid("max_turns", v, "a whole number of turns, at least 1"))?,
+            .ok_or_else(|| {
+                ConfigError::invalid("max_turns", v, "a whole number of turns, at least 1")
+            })?,
         None => defaults::MAX_TURNS,
     };
     let timeout = opt_duration("timeout", &args.timeout)?.unwrap_or(defaults::TIMEOUT);
-    let idle_timeout = opt_duration("idle_timeout", &args.idle_timeout)?.unwrap_or(defaults::IDLE_TIMEOUT);
-    let post_result_grace =
-        opt_duration("post_result_grace", &args.post_result_grace)?.unwrap_or(defaults::POST_RESULT_GRACE);
+    let idle_timeout =
+        opt_duration("idle_timeout", &args.idle_timeout)?.unwrap_or(defaults::IDLE_TIMEOUT);
+    let post_result_grace = opt_duration("post_result_grace", &args.post_result_grace)?
+        .unwrap_or(defaults::POST_RESULT_GRACE);
     let stop_grace = opt_duration("stop_grace", &args.stop_grace)?.unwrap_or(defaults::STOP_GRACE);
     let budget_usd = match &args.budget_usd {
         Some(v) => Some(
@@ -224,12 +257,16 @@ async fn build(args: &RunArgs, s3: &S3Options, job_source: Option<String>) -> Re
                 .parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| ConfigError::invalid("budget_usd", v, "a positive number of US dollars"))?,
+                .ok_or_else(|| {
+                    ConfigError::invalid("budget_usd", v, "a positive number of US dollars")
+                })?,
         ),
         None => None,
     };
     let format = match &args.log_format {
-        Some(v) => v.parse().map_err(|_| ConfigError::invalid("log_format", v, "json, pretty or auto"))?,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::invalid("log_format", v, "json, pretty or auto"))?,
         None => LogFormat::Auto,
     };
     let workspace = match &args.workspace {
@@ -247,20 +284,29 @@ async fn build(args: &RunArgs, s3: &S3Options, job_source: Option<String>) -> Re
                 genrun_sandbox::memory::parse_size(v)
                     .ok()
                     .filter(|b| *b > 0)
-                    .ok_or_else(|| ConfigError::invalid("memory_limit", v, "a size such as 400M or 4G"))?,
+                    .ok_or_else(|| {
+                        ConfigError::invalid("memory_limit", v, "a size such as 400M or 4G")
+                    })?,
             ),
             None => None,
         },
-        interval: opt_duration("memory_interval", &args.memory_interval)?.unwrap_or(defaults::MEMORY_INTERVAL),
-        warn_ratio: opt_percent("memory_warn", &args.memory_warn)?.unwrap_or(defaults::MEMORY_WARN_PERCENT) / 100.0,
-        act_ratio: opt_percent("memory_act", &args.memory_act)?.unwrap_or(defaults::MEMORY_ACT_PERCENT) / 100.0,
+        interval: opt_duration("memory_interval", &args.memory_interval)?
+            .unwrap_or(defaults::MEMORY_INTERVAL),
+        warn_ratio: opt_percent("memory_warn", &args.memory_warn)?
+            .unwrap_or(defaults::MEMORY_WARN_PERCENT)
+            / 100.0,
+        act_ratio: opt_percent("memory_act", &args.memory_act)?
+            .unwrap_or(defaults::MEMORY_ACT_PERCENT)
+            / 100.0,
         vcpu: match &args.vcpu {
             Some(v) => Some(
                 v.trim()
                     .parse::<f64>()
                     .ok()
                     .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| ConfigError::invalid("vcpu", v, "a positive number such as 0.5, 1, 2 or 4"))?,
+                    .ok_or_else(|| {
+                        ConfigError::invalid("vcpu", v, "a positive number such as 0.5, 1, 2 or 4")
+                    })?,
             ),
             None => None,
         },
@@ -276,21 +322,37 @@ async fn build(args: &RunArgs, s3: &S3Options, job_source: Option<String>) -> Re
         ));
     }
     if memory.interval.is_zero() {
-        return Err(ConfigError::invalid("memory_interval", "0", "a positive duration"));
+        return Err(ConfigError::invalid(
+            "memory_interval",
+            "0",
+            "a positive duration",
+        ));
     }
 
     if let Some(url) = &args.progress_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::invalid("progress_url", url, "an http:// or https:// URL"));
+            return Err(ConfigError::invalid(
+                "progress_url",
+                url,
+                "an http:// or https:// URL",
+            ));
         }
     }
     let heartbeat = opt_duration("heartbeat", &args.heartbeat)?.unwrap_or(defaults::HEARTBEAT);
     if heartbeat.is_zero() {
-        return Err(ConfigError::invalid("heartbeat", "0", "a positive duration"));
+        return Err(ConfigError::invalid(
+            "heartbeat",
+            "0",
+            "a positive duration",
+        ));
     }
     if let Some(ep) = &s3.endpoint {
         if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-            return Err(ConfigError::invalid("s3_endpoint", ep, "an http:// or https:// URL"));
+            return Err(ConfigError::invalid(
+                "s3_endpoint",
+                ep,
+                "an http:// or https:// URL",
+            ));
         }
     }
 
@@ -320,14 +382,15 @@ async fn build(args: &RunArgs, s3: &S3Options, job_source: Option<String>) -> Re
         },
         s3: s3.clone(),
         overwrite: args.overwrite,
-        job_source,
     })
 }
 
 /// `[A-Za-z0-9._-]{1,128}`, and not `.` or `..` (it becomes a path component).
 pub fn validate_request_id(id: &str) -> Result<(), ConfigError> {
     let ok = (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         && id != "."
         && id != "..";
     if ok {
@@ -347,7 +410,11 @@ fn validate_env_name(name: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::invalid("agent_env", name, "an environment variable name such as AWS_REGION"))
+        Err(ConfigError::invalid(
+            "agent_env",
+            name,
+            "an environment variable name such as AWS_REGION",
+        ))
     }
 }
 
@@ -356,7 +423,10 @@ fn parse_agent_cmd(s: &str) -> Result<AgentProgram, ConfigError> {
     let program = words
         .next()
         .ok_or_else(|| ConfigError::invalid("agent_cmd", s, "a program name or path"))?;
-    Ok(AgentProgram { program: PathBuf::from(program), leading_args: words.map(String::from).collect() })
+    Ok(AgentProgram {
+        program: PathBuf::from(program),
+        leading_args: words.map(String::from).collect(),
+    })
 }
 
 fn default_workspace(request_id: &str) -> PathBuf {
@@ -409,7 +479,9 @@ fn current_uid() -> u32 {
 /// Parses `90`, `90s`, `500ms`, `30m`, `2h`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim() {
@@ -425,9 +497,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 fn opt_duration(field: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
     match v {
         None => Ok(None),
-        Some(s) => parse_duration(s)
-            .map(Some)
-            .ok_or_else(|| ConfigError::invalid(field, s, "a duration such as 500ms, 90s, 30m or 2h")),
+        Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
+            ConfigError::invalid(field, s, "a duration such as 500ms, 90s, 30m or 2h")
+        }),
     }
 }
 
@@ -447,13 +519,18 @@ fn opt_percent(field: &str, v: &Option<String>) -> Result<Option<f64>, ConfigErr
 
 async fn read_source(location: &str, s3: &S3Options) -> Result<Vec<u8>, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    genrun_storage::read_url(location, s3, deadline).await.map(|b| b.to_vec()).map_err(|e| e.to_string())
+    genrun_storage::read_url(location, s3, deadline)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| e.to_string())
 }
 
 /// The option names a job document may hold: every `run` option but `job` itself, in snake_case.
 pub fn job_document_keys() -> Vec<String> {
     let cmd = Cli::command();
-    let Some(run) = cmd.find_subcommand("run") else { return Vec::new() };
+    let Some(run) = cmd.find_subcommand("run") else {
+        return Vec::new();
+    };
     run.get_arguments()
         .filter_map(|a| a.get_long())
         .filter(|l| !matches!(*l, "help" | "version" | "job"))
@@ -463,10 +540,13 @@ pub fn job_document_keys() -> Vec<String> {
 
 /// Fills options not given by flag or environment from a JSON job document; returns the keys it filled.
 fn merge_job_document(args: &mut RunArgs, doc: &[u8]) -> Result<Vec<String>, ConfigError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(doc).map_err(|e| ConfigError::bad_job("job", format!("not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(doc)
+        .map_err(|e| ConfigError::bad_job("job", format!("not valid JSON: {e}")))?;
     let serde_json::Value::Object(map) = value else {
-        return Err(ConfigError::bad_job("job", "expected a JSON object of options"));
+        return Err(ConfigError::bad_job(
+            "job",
+            "expected a JSON object of options",
+        ));
     };
     let known = job_document_keys();
     let mut fields = BTreeMap::new();
@@ -488,7 +568,10 @@ fn merge_job_document(args: &mut RunArgs, doc: &[u8]) -> Result<Vec<String>, Con
                 serde_json::Value::String(s) => Ok(s.clone()),
                 serde_json::Value::Number(n) => Ok(n.to_string()),
                 serde_json::Value::Bool(b) => Ok(b.to_string()),
-                _ => Err(ConfigError::bad_job(&field, "expected a string or a number")),
+                _ => Err(ConfigError::bad_job(
+                    &field,
+                    "expected a string or a number",
+                )),
             }
         };
         let list = || -> Result<Vec<String>, ConfigError> {
@@ -502,7 +585,8 @@ fn merge_job_document(args: &mut RunArgs, doc: &[u8]) -> Result<Vec<String>, Con
             }
         };
         let flag = || -> Result<bool, ConfigError> {
-            v.as_bool().ok_or_else(|| ConfigError::bad_job(&field, "expected true or false"))
+            v.as_bool()
+                .ok_or_else(|| ConfigError::bad_job(&field, "expected true or false"))
         };
         macro_rules! fill {
             ($f:ident) => {
@@ -555,7 +639,10 @@ fn merge_job_document(args: &mut RunArgs, doc: &[u8]) -> Result<Vec<String>, Con
             "s3_path_style" => args.s3_path_style |= flag()?,
             "overwrite" => args.overwrite |= flag()?,
             other => {
-                return Err(ConfigError::bad_job(&format!("job.{other}"), "is not supported in a job document"))
+                return Err(ConfigError::bad_job(
+                    &format!("job.{other}"),
+                    "is not supported in a job document",
+                ))
             }
         }
     }
@@ -568,8 +655,13 @@ pub fn agent_args_from_env(args: &mut RunArgs) -> Result<(), ConfigError> {
         return Ok(());
     }
     if let Ok(v) = std::env::var("GENRUN_AGENT_ARG") {
-        let parsed: Vec<String> = serde_json::from_str(&v)
-            .map_err(|_| ConfigError::invalid("agent_arg", &v, "a JSON array of strings, e.g. [\"--foo\",\"bar\"]"))?;
+        let parsed: Vec<String> = serde_json::from_str(&v).map_err(|_| {
+            ConfigError::invalid(
+                "agent_arg",
+                &v,
+                "a JSON array of strings, e.g. [\"--foo\",\"bar\"]",
+            )
+        })?;
         args.agent_args = parsed;
     }
     Ok(())
@@ -619,20 +711,47 @@ mod tests {
 
     #[tokio::test]
     async fn missing_prompt_is_bad_job() {
-        let e = load_err(RunArgs { prompt: None, ..args() }).await;
+        let e = load_err(RunArgs {
+            prompt: None,
+            ..args()
+        })
+        .await;
         assert_eq!((e.outcome, e.field.as_str()), (Outcome::BadJob, "prompt"));
     }
 
     #[tokio::test]
     async fn bad_values_name_field_value_and_expectation() {
-        let e = load_err(RunArgs { max_turns: Some("lots".into()), ..args() }).await;
-        assert_eq!((e.outcome, e.field.as_str()), (Outcome::Config, "max_turns"));
-        assert!(e.message.contains("\"lots\"") && e.message.contains("expected"), "{e}");
-        let e = load_err(RunArgs { timeout: Some("soon".into()), ..args() }).await;
+        let e = load_err(RunArgs {
+            max_turns: Some("lots".into()),
+            ..args()
+        })
+        .await;
+        assert_eq!(
+            (e.outcome, e.field.as_str()),
+            (Outcome::Config, "max_turns")
+        );
+        assert!(
+            e.message.contains("\"lots\"") && e.message.contains("expected"),
+            "{e}"
+        );
+        let e = load_err(RunArgs {
+            timeout: Some("soon".into()),
+            ..args()
+        })
+        .await;
         assert_eq!(e.field, "timeout");
-        let e = load_err(RunArgs { log_format: Some("xml".into()), ..args() }).await;
+        let e = load_err(RunArgs {
+            log_format: Some("xml".into()),
+            ..args()
+        })
+        .await;
         assert_eq!(e.field, "log_format");
-        let e = load_err(RunArgs { memory_warn: Some("95".into()), memory_act: Some("90".into()), ..args() }).await;
+        let e = load_err(RunArgs {
+            memory_warn: Some("95".into()),
+            memory_act: Some("90".into()),
+            ..args()
+        })
+        .await;
         assert_eq!(e.field, "memory_warn");
     }
 
@@ -640,8 +759,11 @@ mod tests {
     async fn job_document_fills_gaps_but_flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let job = dir.path().join("job.json");
-        std::fs::write(&job, r#"{"prompt":"from job","model":"m-job","max_turns":7,"agent_arg":["--x","y"]}"#)
-            .unwrap();
+        std::fs::write(
+            &job,
+            r#"{"prompt":"from job","model":"m-job","max_turns":7,"agent_arg":["--x","y"]}"#,
+        )
+        .unwrap();
         let cfg = load(RunArgs {
             prompt: None,
             model: Some("m-flag".into()),
@@ -661,12 +783,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job = dir.path().join("job.json");
         std::fs::write(&job, r#"{"prompt":"p","colour":"red"}"#).unwrap();
-        let e = load_err(RunArgs { prompt: None, job: Some(job.display().to_string()), ..args() }).await;
-        assert_eq!((e.outcome, e.field.as_str()), (Outcome::BadJob, "job.colour"));
+        let e = load_err(RunArgs {
+            prompt: None,
+            job: Some(job.display().to_string()),
+            ..args()
+        })
+        .await;
+        assert_eq!(
+            (e.outcome, e.field.as_str()),
+            (Outcome::BadJob, "job.colour")
+        );
         std::fs::write(&job, r#"{"prompt":"p","max_turns":"many"}"#).unwrap();
-        let e = load_err(RunArgs { prompt: None, job: Some(job.display().to_string()), ..args() }).await;
-        assert_eq!((e.outcome, e.field.as_str()), (Outcome::BadJob, "job.max_turns"));
-        let e = load_err(RunArgs { job: Some("/nonexistent/job.json".into()), ..args() }).await;
+        let e = load_err(RunArgs {
+            prompt: None,
+            job: Some(job.display().to_string()),
+            ..args()
+        })
+        .await;
+        assert_eq!(
+            (e.outcome, e.field.as_str()),
+            (Outcome::BadJob, "job.max_turns")
+        );
+        let e = load_err(RunArgs {
+            job: Some("/nonexistent/job.json".into()),
+            ..args()
+        })
+        .await;
         assert_eq!((e.outcome, e.field.as_str()), (Outcome::BadJob, "job"));
         assert!(e.message.contains("/nonexistent/job.json"), "{e}");
     }
@@ -674,7 +816,14 @@ mod tests {
     #[test]
     fn job_keys_cover_every_run_option() {
         let keys = job_document_keys();
-        for k in ["request_id", "prompt", "max_turns", "agent_arg", "memory_limit", "overwrite"] {
+        for k in [
+            "request_id",
+            "prompt",
+            "max_turns",
+            "agent_arg",
+            "memory_limit",
+            "overwrite",
+        ] {
             assert!(keys.contains(&k.to_string()), "{k}");
         }
         assert!(!keys.contains(&"job".to_string()));

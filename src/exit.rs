@@ -196,11 +196,15 @@ impl Outcome {
         match self {
             Outcome::Success => "agent succeeded; artifacts stored",
             Outcome::Usage => "bad command line",
-            Outcome::BadJob => "job invalid (missing prompt, bad request id, unreadable job document)",
+            Outcome::BadJob => {
+                "job invalid (missing prompt, bad request id, unreadable job document)"
+            }
             Outcome::Unavailable => {
                 "agent program missing or not executable; output store unreachable at start"
             }
-            Outcome::Internal => "genrun bug (the panic hook maps here and still writes result.json)",
+            Outcome::Internal => {
+                "genrun bug (the panic hook maps here and still writes result.json)"
+            }
             Outcome::OsError => "fork/exec/setuid/rlimit failure",
             Outcome::IoError => "disk full or I/O error while packaging or writing",
             Outcome::StoreFailed => {
@@ -237,6 +241,7 @@ impl Outcome {
     }
 
     /// Parses a snake_case outcome name.
+    #[cfg(test)]
     pub fn from_name(name: &str) -> Option<Outcome> {
         Outcome::ALL.into_iter().find(|o| o.name() == name)
     }
@@ -298,7 +303,10 @@ mod tests {
     #[test]
     fn serde_name_matches_name() {
         for o in Outcome::ALL {
-            assert_eq!(serde_json::to_value(o).unwrap(), serde_json::json!(o.name()));
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::json!(o.name())
+            );
         }
     }
 
@@ -306,7 +314,10 @@ mod tests {
     fn markdown_table_lists_every_code() {
         let t = table_markdown();
         for o in Outcome::ALL {
-            assert!(t.contains(&format!("| {} | {} |", o.code(), o.name())), "{t}");
+            assert!(
+                t.contains(&format!("| {} | {} |", o.code(), o.name())),
+                "{t}"
+            );
         }
     }
 }

@@ -150,7 +150,11 @@ pub struct ErrorRecord {
 
 impl ErrorRecord {
     pub fn new(phase: &str, kind: impl Into<String>, message: impl Into<String>) -> Self {
-        ErrorRecord { phase: phase.into(), kind: kind.into(), message: message.into() }
+        ErrorRecord {
+            phase: phase.into(),
+            kind: kind.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -192,5 +196,6 @@ pub fn now_rfc3339() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }

@@ -47,7 +47,12 @@ const STORE_DEADLINE: Duration = Duration::from_secs(120);
 const PREFLIGHT_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs one job.
-pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, redactor: &Redactor) -> Finished {
+pub async fn execute(
+    cfg: RunConfig,
+    rt: &mut Runtime,
+    progress: &Progress,
+    redactor: &Redactor,
+) -> Finished {
     let t0 = Instant::now();
     let mut result = RunResult::new(&cfg.request_id, crate::result::now_rfc3339());
     progress.emit(EventKind::Started {
@@ -60,7 +65,18 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
     // Preflight: prove the store is writable before any money is spent.
     let store = match genrun_storage::open(&cfg.output, &cfg.request_id, &cfg.s3).await {
         Ok(s) => s,
-        Err(e) => return early_failure(result, class_outcome(&e), "preflight", &e, None, progress, redactor).await,
+        Err(e) => {
+            return early_failure(
+                result,
+                class_outcome(&e),
+                "preflight",
+                &e,
+                None,
+                progress,
+                redactor,
+            )
+            .await
+        }
     };
     let status = status_json(&cfg.request_id, "running", None, &result.started_at);
     let preflight = genrun_storage::preflight(
@@ -72,13 +88,30 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
     .await;
     result.durations_ms.preflight = ms(t0.elapsed());
     match preflight {
-        Ok(()) => progress.emit(EventKind::Preflight { store: store.location(""), ok: true, detail: None }),
+        Ok(()) => progress.emit(EventKind::Preflight {
+            store: store.location(""),
+            ok: true,
+            detail: None,
+        }),
         Err(e) => {
-            progress.emit(EventKind::Preflight { store: store.location(""), ok: false, detail: Some(e.to_string()) });
+            progress.emit(EventKind::Preflight {
+                store: store.location(""),
+                ok: false,
+                detail: Some(e.to_string()),
+            });
             // Never clobber a finished run: no result.json is written when one already exists.
             let writable = !matches!(e.class(), ErrorClass::Exists);
             let store = writable.then_some(store);
-            return early_failure(result, class_outcome(&e), "preflight", &e, store, progress, redactor).await;
+            return early_failure(
+                result,
+                class_outcome(&e),
+                "preflight",
+                &e,
+                store,
+                progress,
+                redactor,
+            )
+            .await;
         }
     }
 
@@ -87,7 +120,11 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
         Ok(s) => s,
         Err(e) => {
             let outcome = Outcome::IoError;
-            result.errors.push(ErrorRecord::new("prepare", "io", format!("creating the staging directory: {e}")));
+            result.errors.push(ErrorRecord::new(
+                "prepare",
+                "io",
+                format!("creating the staging directory: {e}"),
+            ));
             return finish(result, outcome, Some(store), None, progress, redactor, None).await;
         }
     };
@@ -99,7 +136,16 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
         Err((outcome, record)) => {
             result.errors.push(record);
             result.durations_ms.agent = ms(agent_started.elapsed());
-            return finish(result, outcome, Some(store), Some(&staging), progress, redactor, None).await;
+            return finish(
+                result,
+                outcome,
+                Some(store),
+                Some(&staging),
+                progress,
+                redactor,
+                None,
+            )
+            .await;
         }
     };
     result.durations_ms.agent = ms(agent_started.elapsed());
@@ -114,25 +160,43 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
         AgentIdentity::User(u) => Some(u.uid),
         _ => None,
     };
-    let sweep = genrun_sandbox::sweep(&rt.reaper, agent_uid, Instant::now() + Duration::from_secs(5)).await;
+    let sweep = genrun_sandbox::sweep(
+        &rt.reaper,
+        agent_uid,
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await;
     facts.swept = sweep.swept;
     if sweep.remaining > 0 {
         result.errors.push(ErrorRecord::new(
             "agent",
             "sweep",
-            format!("{} processes of the run could not be killed", sweep.remaining),
+            format!(
+                "{} processes of the run could not be killed",
+                sweep.remaining
+            ),
         ));
     }
     result.agent = Some(facts);
 
+    // The panic path is tested through the binary: debug builds can be told to panic here.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("GENRUN_DEBUG_PANIC").is_some() {
+        panic!("GENRUN_DEBUG_PANIC: a deliberate panic for the panic-path test");
+    }
+
     // From here on, a cancelled run works against the stop-grace deadline.
-    let deadline = supervised.cancelled_at.map(|at| at + cfg.stop_grace.saturating_sub(RESULT_RESERVE));
+    let deadline = supervised
+        .cancelled_at
+        .map(|at| at + cfg.stop_grace.saturating_sub(RESULT_RESERVE));
     let mut hurry = supervised.hurry;
 
     let mut report = None;
     if !hurry {
         let t = Instant::now();
-        progress.emit(EventKind::Packaging { workspace: cfg.workspace.display().to_string() });
+        progress.emit(EventKind::Packaging {
+            workspace: cfg.workspace.display().to_string(),
+        });
         let mut opts = PackageOptions::new(cfg.workspace.clone(), staging.clone());
         opts.redact = redactor.secrets().to_vec();
         let job = tokio::task::spawn_blocking(move || genrun_packaging::package(&opts));
@@ -152,17 +216,35 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
                     files: r.files,
                     dropped: r.drops.len() as u64,
                     bytes_in: r.bytes_in,
-                    archives: r.archives.iter().map(|a| (a.file_name.clone(), a.bytes)).collect(),
+                    archives: r
+                        .archives
+                        .iter()
+                        .map(|a| (a.file_name.clone(), a.bytes))
+                        .collect(),
                 });
                 result.package = Some(package_facts(&r));
                 report = Some(r);
             }
             Some(Ok(Err(e))) => {
-                let kind = if e.is_input_error() { "workspace" } else { "io" };
-                result.errors.push(ErrorRecord::new("package", kind, e.to_string()));
+                let kind = if e.is_input_error() {
+                    "workspace"
+                } else {
+                    "io"
+                };
+                result
+                    .errors
+                    .push(ErrorRecord::new("package", kind, e.to_string()));
             }
-            Some(Err(e)) => result.errors.push(ErrorRecord::new("package", "internal", e.to_string())),
-            None if !hurry => result.errors.push(ErrorRecord::new("package", "deadline", "packaging did not finish within the stop grace")),
+            Some(Err(e)) => {
+                result
+                    .errors
+                    .push(ErrorRecord::new("package", "internal", e.to_string()))
+            }
+            None if !hurry => result.errors.push(ErrorRecord::new(
+                "package",
+                "deadline",
+                "packaging did not finish within the stop grace",
+            )),
             None => {}
         }
     }
@@ -173,14 +255,32 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
     let mut store_outcome = None;
     if !hurry {
         let artifacts = artifact_list(report.as_ref(), &staging, &cfg.request_id);
-        progress.emit(EventKind::Storing { target: store.location(""), objects: artifacts.len() + 1 });
+        progress.emit(EventKind::Storing {
+            target: store.location(""),
+            objects: artifacts.len() + 1,
+        });
         let store_deadline = deadline.unwrap_or_else(|| Instant::now() + STORE_DEADLINE);
-        let (stored, failures) = store_all(store.clone(), artifacts, cfg.overwrite, store_deadline, &mut rt.signals).await;
+        let (stored, failures) = store_all(
+            store.clone(),
+            artifacts,
+            cfg.overwrite,
+            store_deadline,
+            &mut rt.signals,
+        )
+        .await;
         let bytes: u64 = stored.iter().map(|a| a.bytes).sum();
-        progress.emit(EventKind::Stored { target: store.location(""), objects: stored.len(), bytes });
+        progress.emit(EventKind::Stored {
+            target: store.location(""),
+            objects: stored.len(),
+            bytes,
+        });
         result.artifacts = stored;
         for (name, e) in &failures {
-            result.errors.push(ErrorRecord::new("store", format!("{:?}", e.class()).to_lowercase(), format!("{name}: {e}")));
+            result.errors.push(ErrorRecord::new(
+                "store",
+                format!("{:?}", e.class()).to_lowercase(),
+                format!("{name}: {e}"),
+            ));
         }
         store_outcome = worst_store_outcome(failures.iter().map(|(_, e)| e));
     }
@@ -193,7 +293,16 @@ pub async fn execute(cfg: RunConfig, rt: &mut Runtime, progress: &Progress, reda
     if let Some(o) = store_outcome {
         outcome = o;
     }
-    finish(result, outcome, Some(store), Some(&staging), progress, redactor, store_outcome).await
+    finish(
+        result,
+        outcome,
+        Some(store),
+        Some(&staging),
+        progress,
+        redactor,
+        store_outcome,
+    )
+    .await
 }
 
 struct AgentRun {
@@ -210,22 +319,45 @@ async fn run_agent(
     staging: &Path,
 ) -> Result<AgentRun, (Outcome, ErrorRecord)> {
     let io = |what: &str, e: &dyn std::fmt::Display| {
-        (Outcome::IoError, ErrorRecord::new("prepare", "io", format!("{what}: {e}")))
+        (
+            Outcome::IoError,
+            ErrorRecord::new("prepare", "io", format!("{what}: {e}")),
+        )
     };
-    std::fs::create_dir_all(&cfg.workspace).map_err(|e| io(&format!("creating workspace {}", cfg.workspace.display()), &e))?;
-    let home = std::env::temp_dir().join(format!("genrun-home-{}-{}", cfg.request_id, std::process::id()));
-    std::fs::create_dir_all(&home).map_err(|e| io(&format!("creating agent home {}", home.display()), &e))?;
+    std::fs::create_dir_all(&cfg.workspace).map_err(|e| {
+        io(
+            &format!("creating workspace {}", cfg.workspace.display()),
+            &e,
+        )
+    })?;
+    let home = std::env::temp_dir().join(format!(
+        "genrun-home-{}-{}",
+        cfg.request_id,
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&home)
+        .map_err(|e| io(&format!("creating agent home {}", home.display()), &e))?;
     let (user, user_name) = match &cfg.identity {
         AgentIdentity::User(u) => {
             for dir in [&cfg.workspace, &home] {
                 genrun_sandbox::prepare_dir_for(dir, u).map_err(|e| {
-                    (Outcome::OsError, ErrorRecord::new("prepare", "os", format!("giving {} to {}: {e}", dir.display(), u.name)))
+                    (
+                        Outcome::OsError,
+                        ErrorRecord::new(
+                            "prepare",
+                            "os",
+                            format!("giving {} to {}: {e}", dir.display(), u.name),
+                        ),
+                    )
                 })?;
             }
             (Some(u.clone()), u.name.clone())
         }
         AgentIdentity::Root => (None, "root".to_string()),
-        AgentIdentity::Inherit => (None, std::env::var("USER").unwrap_or_else(|_| "genrun".into())),
+        AgentIdentity::Inherit => (
+            None,
+            std::env::var("USER").unwrap_or_else(|_| "genrun".into()),
+        ),
     };
 
     // Memory: the limit and the sampler, before the agent exists.
@@ -233,7 +365,11 @@ async fn run_agent(
     let limit = probe.detect_limit(cfg.memory.limit).await;
     let vcpu = probe.detect_vcpu(cfg.memory.vcpu).await;
     let guard = genrun_sandbox::memory::Guard::new(
-        GuardConfig { warn_ratio: cfg.memory.warn_ratio, act_ratio: cfg.memory.act_ratio, ..GuardConfig::default() },
+        GuardConfig {
+            warn_ratio: cfg.memory.warn_ratio,
+            act_ratio: cfg.memory.act_ratio,
+            ..GuardConfig::default()
+        },
         limit.bytes,
     );
     let mut watch = MemoryWatch {
@@ -304,11 +440,21 @@ async fn run_agent(
         budget_usd: cfg.budget_usd,
         ..AgentFacts::default()
     };
-    let supervised =
-        supervise::supervise(spawned, transcript, &limits, progress, &mut rt.signals, &mut watch, facts).await;
+    let supervised = supervise::supervise(
+        spawned,
+        transcript,
+        &limits,
+        progress,
+        &mut rt.signals,
+        &mut watch,
+        facts,
+    )
+    .await;
     if let Some(genrun_sandbox::ExitInfo::Signaled { signal, .. }) = supervised.exit {
         if signal == libc::SIGKILL && supervised.outcome == Outcome::AgentKilled {
-            watch.recorder.record_oom_kill(supervised.facts.pid.unwrap_or(0), "agent".into());
+            watch
+                .recorder
+                .record_oom_kill(supervised.facts.pid.unwrap_or(0), "agent".into());
         }
     }
     let memory = watch.recorder.finish(vcpu);
@@ -316,7 +462,10 @@ async fn run_agent(
     Ok(AgentRun { supervised, memory })
 }
 
-fn open_transcript(path: &Path, redactor: &Redactor) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+fn open_transcript(
+    path: &Path,
+    redactor: &Redactor,
+) -> std::io::Result<Box<dyn std::io::Write + Send>> {
     let file = std::fs::File::create(path)?;
     let encoder = zstd::Encoder::new(file, 3)?.auto_finish();
     Ok(Box::new(redactor.writer(encoder)))
@@ -331,7 +480,11 @@ struct Pending {
 }
 
 /// The artifacts in order of importance: the archive first, the transcript last.
-fn artifact_list(report: Option<&PackageReport>, staging: &Path, _request_id: &str) -> Vec<Pending> {
+fn artifact_list(
+    report: Option<&PackageReport>,
+    staging: &Path,
+    _request_id: &str,
+) -> Vec<Pending> {
     let mut out = Vec::new();
     if let Some(r) = report {
         for format in [Format::TarZst, Format::TarGz] {
@@ -340,7 +493,12 @@ fn artifact_list(report: Option<&PackageReport>, staging: &Path, _request_id: &s
                     Format::TarZst => ("app.tar.zst", "application/zstd"),
                     Format::TarGz => ("app.tar.gz", "application/gzip"),
                 };
-                out.push(Pending { name, path: a.path.clone(), content_type, sha256: Some(a.sha256.clone()) });
+                out.push(Pending {
+                    name,
+                    path: a.path.clone(),
+                    content_type,
+                    sha256: Some(a.sha256.clone()),
+                });
             }
         }
         out.push(Pending {
@@ -352,7 +510,12 @@ fn artifact_list(report: Option<&PackageReport>, staging: &Path, _request_id: &s
     }
     let transcript = staging.join("transcript.jsonl.zst");
     if transcript.exists() {
-        out.push(Pending { name: "transcript.jsonl.zst", path: transcript, content_type: "application/zstd", sha256: None });
+        out.push(Pending {
+            name: "transcript.jsonl.zst",
+            path: transcript,
+            content_type: "application/zstd",
+            sha256: None,
+        });
     }
     out
 }
@@ -374,8 +537,14 @@ async fn store_all(
             if let Some(sha) = &a.sha256 {
                 metadata.insert("sha256".to_string(), sha.clone());
             }
-            let opts = PutOptions { content_type: a.content_type.into(), metadata, if_none_match: !overwrite };
-            let r = store.put(a.name, Body::File(a.path.clone()), &opts, deadline).await;
+            let opts = PutOptions {
+                content_type: a.content_type.into(),
+                metadata,
+                if_none_match: !overwrite,
+            };
+            let r = store
+                .put(a.name, Body::File(a.path.clone()), &opts, deadline)
+                .await;
             (i, a.name, r)
         });
     }
@@ -436,10 +605,16 @@ async fn early_failure(
     redactor: &Redactor,
 ) -> Finished {
     let message = match e.class() {
-        ErrorClass::Exists => format!("{e}: a finished run with this request id exists; pass --overwrite to replace it"),
+        ErrorClass::Exists => format!(
+            "{e}: a finished run with this request id exists; pass --overwrite to replace it"
+        ),
         _ => e.to_string(),
     };
-    result.errors.push(ErrorRecord::new(phase, format!("{:?}", e.class()).to_lowercase(), message));
+    result.errors.push(ErrorRecord::new(
+        phase,
+        format!("{:?}", e.class()).to_lowercase(),
+        message,
+    ));
     finish(result, outcome, store, None, progress, redactor, None).await
 }
 
@@ -456,9 +631,17 @@ async fn finish(
     result.set_outcome(outcome);
     result.finished_at = crate::result::now_rfc3339();
     result.progress.events = progress.events_emitted() + 1;
-    let started = time::OffsetDateTime::parse(&result.started_at, &time::format_description::well_known::Rfc3339).ok();
+    let started = time::OffsetDateTime::parse(
+        &result.started_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok();
     result.durations_ms.total = started
-        .map(|s| (time::OffsetDateTime::now_utc() - s).whole_milliseconds().max(0) as u64)
+        .map(|s| {
+            (time::OffsetDateTime::now_utc() - s)
+                .whole_milliseconds()
+                .max(0) as u64
+        })
         .unwrap_or(0);
     // When storing failed, the artifacts stay in staging and the result names that copy.
     if store_failure.is_some() || store.is_none() {
@@ -470,25 +653,46 @@ async fn finish(
     let mut location = String::from("(not written)");
     let deadline = Instant::now() + Duration::from_secs(30);
     if let Some(store) = &store {
-        let status = status_json(&result.request_id, "finished", Some(&result), &result.started_at);
-        let status_opts = PutOptions { content_type: "application/json".into(), metadata: Default::default(), if_none_match: false };
-        if let Err(e) = store.put("status.json", Body::Bytes(status), &status_opts, deadline).await {
+        let status = status_json(
+            &result.request_id,
+            "finished",
+            Some(&result),
+            &result.started_at,
+        );
+        let status_opts = PutOptions {
+            content_type: "application/json".into(),
+            metadata: Default::default(),
+            if_none_match: false,
+        };
+        if let Err(e) = store
+            .put("status.json", Body::Bytes(status), &status_opts, deadline)
+            .await
+        {
             tracing::warn!(error = %e, "updating status.json failed");
         }
         let body = result_bytes(&result, redactor);
         let opts = PutOptions {
             content_type: "application/json".into(),
-            metadata: [("request-id".to_string(), result.request_id.clone())].into_iter().collect(),
+            metadata: [("request-id".to_string(), result.request_id.clone())]
+                .into_iter()
+                .collect(),
             if_none_match: false,
         };
-        match store.put("result.json", Body::Bytes(body), &opts, deadline).await {
+        match store
+            .put("result.json", Body::Bytes(body), &opts, deadline)
+            .await
+        {
             Ok(s) => location = s.location,
             Err(e) => {
                 let forced = match e.class() {
                     ErrorClass::AccessDenied => Outcome::AccessDenied,
                     _ => Outcome::StoreFailed,
                 };
-                result.errors.push(ErrorRecord::new("store", "result", format!("result.json: {e}")));
+                result.errors.push(ErrorRecord::new(
+                    "store",
+                    "result",
+                    format!("result.json: {e}"),
+                ));
                 result.set_outcome(forced);
                 if let Some(dir) = staging {
                     result.local_copy = Some(dir.display().to_string());
@@ -499,7 +703,11 @@ async fn finish(
     if location == "(not written)" {
         // Keep a local copy so nothing is lost; its path goes to the log.
         let dir = staging.map(Path::to_path_buf).unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("genrun-{}-{}-result", result.request_id, std::process::id()))
+            std::env::temp_dir().join(format!(
+                "genrun-{}-{}-result",
+                result.request_id,
+                std::process::id()
+            ))
         });
         let path = dir.join("result.json");
         let written = std::fs::create_dir_all(&dir)
@@ -522,7 +730,11 @@ async fn finish(
         exit_code: result.exit_code,
         duration_ms: result.durations_ms.total,
     });
-    Finished { outcome: result.outcome, result, result_location: location }
+    Finished {
+        outcome: result.outcome,
+        result,
+        result_location: location,
+    }
 }
 
 fn result_bytes(result: &RunResult, redactor: &Redactor) -> Bytes {
@@ -533,7 +745,12 @@ fn result_bytes(result: &RunResult, redactor: &Redactor) -> Bytes {
     Bytes::from(s)
 }
 
-fn status_json(request_id: &str, state: &str, result: Option<&RunResult>, started_at: &str) -> Bytes {
+fn status_json(
+    request_id: &str,
+    state: &str,
+    result: Option<&RunResult>,
+    started_at: &str,
+) -> Bytes {
     let mut v = serde_json::json!({
         "state": state,
         "request_id": request_id,
@@ -559,7 +776,15 @@ fn package_facts(r: &PackageReport) -> PackageFacts {
         archives: r
             .archives
             .iter()
-            .map(|a| (a.file_name.clone(), ArchiveFacts { bytes: a.bytes, sha256: a.sha256.clone() }))
+            .map(|a| {
+                (
+                    a.file_name.clone(),
+                    ArchiveFacts {
+                        bytes: a.bytes,
+                        sha256: a.sha256.clone(),
+                    },
+                )
+            })
             .collect(),
         dropped: r.drops.len() as u64,
         drops_by_reason: r.drops_by_reason.clone(),
@@ -569,7 +794,10 @@ fn package_facts(r: &PackageReport) -> PackageFacts {
 
 /// genrun's private staging directory (mode 0700).
 fn make_staging(request_id: &str) -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("genrun-staging-{request_id}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "genrun-staging-{request_id}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir)?;
     genrun_sandbox::restrict_to_owner(&dir).map_err(std::io::Error::other)?;
     Ok(dir)
@@ -579,7 +807,15 @@ fn target_display(cfg: &RunConfig) -> String {
     match &cfg.output {
         genrun_storage::Target::Local(p) => p.join(&cfg.request_id).display().to_string(),
         genrun_storage::Target::S3 { bucket, prefix } => {
-            format!("s3://{bucket}/{}{}/", if prefix.is_empty() { String::new() } else { format!("{}/", prefix.trim_end_matches('/')) }, cfg.request_id)
+            format!(
+                "s3://{bucket}/{}{}/",
+                if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", prefix.trim_end_matches('/'))
+                },
+                cfg.request_id
+            )
         }
     }
 }
@@ -603,7 +839,10 @@ pub fn start_progress(cfg: &RunConfig, title: String) -> (Progress, Redactor) {
         secrets.push(t.clone());
     }
     let redactor = Redactor::new(secrets);
-    let http = cfg.progress.url.as_ref().map(|url| genrun_progress::HttpSinkConfig::new(url.clone(), cfg.progress.token.clone()));
+    let http =
+        cfg.progress.url.as_ref().map(|url| {
+            genrun_progress::HttpSinkConfig::new(url.clone(), cfg.progress.token.clone())
+        });
     let progress = Progress::start(
         ProgressConfig {
             request_id: cfg.request_id.clone(),
@@ -625,14 +864,31 @@ pub async fn config_failure(failure: crate::config::LoadFailure) -> Outcome {
         return e.outcome;
     };
     let mut result = RunResult::new(&request_id, crate::result::now_rfc3339());
-    result.errors.push(ErrorRecord::new("config", e.outcome.name(), e.to_string()));
+    result
+        .errors
+        .push(ErrorRecord::new("config", e.outcome.name(), e.to_string()));
     result.set_outcome(e.outcome);
     result.finished_at = result.started_at.clone();
     let deadline = Instant::now() + PREFLIGHT_DEADLINE;
-    let redactor = Redactor::new(genrun_progress::secret_values_from_env(&std::env::vars().collect::<Vec<_>>(), &[]));
+    let redactor = Redactor::new(genrun_progress::secret_values_from_env(
+        &std::env::vars().collect::<Vec<_>>(),
+        &[],
+    ));
     if let Ok(store) = genrun_storage::open(&output, &request_id, &failure.s3).await {
-        let opts = PutOptions { content_type: "application/json".into(), metadata: Default::default(), if_none_match: true };
-        if let Err(err) = store.put("result.json", Body::Bytes(result_bytes(&result, &redactor)), &opts, deadline).await {
+        let opts = PutOptions {
+            content_type: "application/json".into(),
+            metadata: Default::default(),
+            if_none_match: true,
+        };
+        if let Err(err) = store
+            .put(
+                "result.json",
+                Body::Bytes(result_bytes(&result, &redactor)),
+                &opts,
+                deadline,
+            )
+            .await
+        {
             tracing::debug!(error = %err, "no result.json for the failed configuration");
         }
     }
@@ -647,19 +903,32 @@ pub async fn panic_result(cfg: &RunConfig, redactor: &Redactor, message: &str) -
         }
     }
     let mut result = RunResult::new(&cfg.request_id, crate::result::now_rfc3339());
-    result.errors.push(ErrorRecord::new("genrun", "panic", message.to_string()));
+    result
+        .errors
+        .push(ErrorRecord::new("genrun", "panic", message.to_string()));
     result.set_outcome(Outcome::Internal);
     let deadline = Instant::now() + PREFLIGHT_DEADLINE;
     let body = result_bytes(&result, redactor);
     let stored = match genrun_storage::open(&cfg.output, &cfg.request_id, &cfg.s3).await {
         Ok(store) => {
-            let opts = PutOptions { content_type: "application/json".into(), metadata: Default::default(), if_none_match: false };
-            store.put("result.json", Body::Bytes(body.clone()), &opts, deadline).await.is_ok()
+            let opts = PutOptions {
+                content_type: "application/json".into(),
+                metadata: Default::default(),
+                if_none_match: false,
+            };
+            store
+                .put("result.json", Body::Bytes(body.clone()), &opts, deadline)
+                .await
+                .is_ok()
         }
         Err(_) => false,
     };
     if !stored {
-        let path = std::env::temp_dir().join(format!("genrun-{}-{}-result.json", cfg.request_id, std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "genrun-{}-{}-result.json",
+            cfg.request_id,
+            std::process::id()
+        ));
         if std::fs::write(&path, &body).is_ok() {
             tracing::error!(path = %path.display(), "result.json kept locally");
         }
@@ -672,7 +941,9 @@ pub fn init_logging(cfg: &RunConfig, redactor: &Redactor) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("GENRUN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let writer = genrun_progress::redacting_stderr(redactor.clone());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let _ = if cfg.progress.format == genrun_progress::LogFormat::Json {
         builder.json().try_init()
     } else {

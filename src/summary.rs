@@ -7,13 +7,26 @@ use crate::result::RunResult;
 /// Renders the summary of a finished run.
 pub fn render(r: &RunResult, result_location: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\ngenrun {}: {} (exit {})", r.request_id, r.outcome.name(), r.exit_code);
+    let _ = writeln!(
+        out,
+        "\ngenrun {}: {} (exit {})",
+        r.request_id,
+        r.outcome.name(),
+        r.exit_code
+    );
     if let Some(a) = &r.agent {
         let calls: u64 = a.tool_counts.values().sum();
         let mut tools: Vec<_> = a.tool_counts.iter().collect();
         tools.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
-        let tools = tools.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
-        let cost = a.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+        let tools = tools
+            .iter()
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cost = a
+            .cost_usd
+            .map(|c| format!(" · ${c:.4}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "  agent      {} turns of {} · {calls} tool calls ({tools}){cost} · {}",
@@ -22,7 +35,12 @@ pub fn render(r: &RunResult, result_location: &str) -> String {
             a.exit.as_deref().unwrap_or("did not exit")
         );
         if let Some(stop) = &a.stop {
-            let _ = writeln!(out, "  stopped    {} ({})", stop.reason, stop.signals_sent.join(" → "));
+            let _ = writeln!(
+                out,
+                "  stopped    {} ({})",
+                stop.reason,
+                stop.signals_sent.join(" → ")
+            );
         }
         if a.swept > 0 {
             let _ = writeln!(out, "  swept      {} leftover processes", a.swept);
@@ -32,7 +50,10 @@ pub fn render(r: &RunResult, result_location: &str) -> String {
         let peak = m["peak_bytes"].as_u64().unwrap_or(0);
         let limit = m["limit_bytes"].as_u64().unwrap_or(0);
         let source = m["limit_source"].as_str().unwrap_or("?");
-        let curve: Vec<u64> = m["curve"].as_array().map(|c| c.iter().filter_map(|v| v.as_u64()).collect()).unwrap_or_default();
+        let curve: Vec<u64> = m["curve"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default();
         let rec = m["recommendation"]
             .as_object()
             .map(|o| {
@@ -54,12 +75,31 @@ pub fn render(r: &RunResult, result_location: &str) -> String {
     if let Some(p) = &r.package {
         let mut reasons: Vec<_> = p.drops_by_reason.iter().collect();
         reasons.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
-        let reasons = reasons.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(out, "  workspace  {} files kept ({}) · {} dropped ({reasons})", p.files, bytes(p.bytes_in), p.dropped);
-        let archives = p.archives.iter().map(|(n, a)| format!("{n} {}", bytes(a.bytes))).collect::<Vec<_>>().join(" · ");
+        let reasons = reasons
+            .iter()
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "  workspace  {} files kept ({}) · {} dropped ({reasons})",
+            p.files,
+            bytes(p.bytes_in),
+            p.dropped
+        );
+        let archives = p
+            .archives
+            .iter()
+            .map(|(n, a)| format!("{n} {}", bytes(a.bytes)))
+            .collect::<Vec<_>>()
+            .join(" · ");
         let _ = writeln!(out, "  archives   {archives}");
         if !p.redacted_files.is_empty() {
-            let _ = writeln!(out, "  redacted   secrets removed from {}", p.redacted_files.join(", "));
+            let _ = writeln!(
+                out,
+                "  redacted   secrets removed from {}",
+                p.redacted_files.join(", ")
+            );
         }
     }
     let d = &r.durations_ms;

@@ -85,7 +85,6 @@ pub struct MemoryWatch {
 pub struct Supervised {
     pub facts: AgentFacts,
     pub outcome: Outcome,
-    pub stop: Option<StopReason>,
     /// A second signal arrived: skip straight to writing result.json.
     pub hurry: bool,
     /// When the first cancelling signal arrived (the stop-grace clock starts there).
@@ -103,7 +102,12 @@ pub async fn supervise(
     memory: &mut MemoryWatch,
     facts: AgentFacts,
 ) -> Supervised {
-    let Spawned { pid, stdout, stderr, mut exit } = spawned;
+    let Spawned {
+        pid,
+        stdout,
+        stderr,
+        mut exit,
+    } = spawned;
     let started = Instant::now();
     let mut facts = facts;
     facts.pid = Some(pid);
@@ -137,7 +141,10 @@ pub async fn supervise(
         ($reason:expr) => {{
             let reason: StopReason = $reason;
             if stop.is_none() && exited.is_none() {
-                progress.emit(EventKind::Stopping { reason: reason.describe(), signal: Some("SIGINT".into()) });
+                progress.emit(EventKind::Stopping {
+                    reason: reason.describe(),
+                    signal: Some("SIGINT".into()),
+                });
                 let _ = signal_pid(pid, Signal::Int);
                 signals_sent.push("SIGINT".into());
                 stop_step = 1;
@@ -323,7 +330,10 @@ pub async fn supervise(
         }
     }
     if let Some(reason) = &stop {
-        facts.stop = Some(StopFacts { reason: reason.describe(), signals_sent: signals_sent.clone() });
+        facts.stop = Some(StopFacts {
+            reason: reason.describe(),
+            signals_sent: signals_sent.clone(),
+        });
     }
     let outcome = decide(stop.as_ref(), &state, exited.as_ref(), we_killed);
     progress.emit(EventKind::AgentFinished {
@@ -334,13 +344,24 @@ pub async fn supervise(
         duration_ms: started.elapsed().as_millis() as u64,
         exit: facts.exit.clone().unwrap_or_else(|| "unknown".into()),
     });
-    Supervised { facts, outcome, stop, hurry, cancelled_at, exit: exited }
+    Supervised {
+        facts,
+        outcome,
+        hurry,
+        cancelled_at,
+        exit: exited,
+    }
 }
 
 /// The agent's outcome from what genrun did and what the agent said, in that order of authority:
 /// a stop genrun decided wins (except after a result line, whose verdict stands); then the result line;
 /// then the exit status and signal.
-pub fn decide(stop: Option<&StopReason>, state: &StreamState, exit: Option<&ExitInfo>, we_killed: bool) -> Outcome {
+pub fn decide(
+    stop: Option<&StopReason>,
+    state: &StreamState,
+    exit: Option<&ExitInfo>,
+    we_killed: bool,
+) -> Outcome {
     match stop {
         Some(StopReason::Cancelled(_)) => return Outcome::Cancelled,
         Some(StopReason::WallTimeout | StopReason::IdleTimeout) => return Outcome::Timeout,
@@ -370,7 +391,9 @@ fn announce(progress: &Progress, pid: u32, facts: &AgentFacts, state: &StreamSta
     progress.emit(EventKind::AgentStarted {
         pid,
         program: facts.program.clone(),
-        model: init.and_then(|i| i.model.clone()).or_else(|| facts.model.clone()),
+        model: init
+            .and_then(|i| i.model.clone())
+            .or_else(|| facts.model.clone()),
         cli_version: init.and_then(|i| i.claude_code_version.clone()),
         session_id: init.and_then(|i| i.session_id.clone()),
     });
@@ -429,7 +452,11 @@ async fn read_lines(
 }
 
 /// Keeps the last `cap` bytes of a stream in `keep` (shared, so it survives the task being aborted).
-async fn tail(mut r: Box<dyn tokio::io::AsyncRead + Send + Unpin>, keep: Arc<Mutex<VecDeque<u8>>>, cap: usize) {
+async fn tail(
+    mut r: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    keep: Arc<Mutex<VecDeque<u8>>>,
+    cap: usize,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match r.read(&mut buf).await {
@@ -466,4 +493,3 @@ fn percent(used: u64, limit: u64) -> f64 {
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600)
 }
-

@@ -16,13 +16,32 @@ fn success_stores_every_artifact_and_result_json_last() {
     assert_eq!(code(&out), 0, "{}", explain(&out));
 
     let dir = run.artifacts();
-    for name in ["app.tar.zst", "app.tar.gz", "manifest.json", "transcript.jsonl.zst", "result.json", "status.json"] {
-        assert!(dir.join(name).is_file(), "{name} missing in {}", dir.display());
+    for name in [
+        "app.tar.zst",
+        "app.tar.gz",
+        "manifest.json",
+        "transcript.jsonl.zst",
+        "result.json",
+        "status.json",
+    ] {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} missing in {}",
+            dir.display()
+        );
     }
     // result.json is the last artifact written: its mtime is not older than any other artifact's.
     let mtime = |n: &str| std::fs::metadata(dir.join(n)).unwrap().modified().unwrap();
-    for name in ["app.tar.zst", "app.tar.gz", "manifest.json", "transcript.jsonl.zst"] {
-        assert!(mtime("result.json") >= mtime(name), "result.json written before {name}");
+    for name in [
+        "app.tar.zst",
+        "app.tar.gz",
+        "manifest.json",
+        "transcript.jsonl.zst",
+    ] {
+        assert!(
+            mtime("result.json") >= mtime(name),
+            "result.json written before {name}"
+        );
     }
 
     let r = run.result();
@@ -36,27 +55,45 @@ fn success_stores_every_artifact_and_result_json_last() {
     assert_eq!(agent["is_error"], false);
     assert!(agent["turns"].as_u64().unwrap() >= 1, "{agent}");
     assert!(agent["cost_usd"].as_f64().unwrap() > 0.0, "{agent}");
-    assert!(agent["session_id"].as_str().is_some_and(|s| !s.is_empty()), "{agent}");
+    assert!(
+        agent["session_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{agent}"
+    );
     assert!(agent["cli_version"].as_str().is_some(), "{agent}");
-    assert!(agent["tool_counts"]["Write"].as_u64().unwrap() >= 1, "{agent}");
+    assert!(
+        agent["tool_counts"]["Write"].as_u64().unwrap() >= 1,
+        "{agent}"
+    );
     assert_eq!(agent["result_line_seen"], true);
     let pkg = &r["package"];
     assert!(pkg["files"].as_u64().unwrap() >= 2, "{pkg}");
     for name in ["app.tar.zst", "app.tar.gz"] {
         let sha = pkg["archives"][name]["sha256"].as_str().unwrap();
         assert_eq!(sha.len(), 64);
-        let stored: Vec<&Value> = r["artifacts"].as_array().unwrap().iter().filter(|a| a["name"] == name).collect();
+        let stored: Vec<&Value> = r["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["name"] == name)
+            .collect();
         assert_eq!(stored.len(), 1, "{name} not listed in artifacts");
         assert_eq!(stored[0]["sha256"], sha);
     }
     for phase in ["preflight", "agent", "package", "upload", "total"] {
         assert!(r["durations_ms"][phase].is_u64(), "durations_ms.{phase}");
     }
-    assert!(r["memory"]["peak_bytes"].as_u64().unwrap() > 0, "{}", r["memory"]);
+    assert!(
+        r["memory"]["peak_bytes"].as_u64().unwrap() > 0,
+        "{}",
+        r["memory"]
+    );
 
     // The transcript is the agent's raw stream, line for line.
     let transcript = run.transcript();
-    assert!(transcript.lines().next().unwrap().contains("\"init\""), "{transcript}");
+    assert!(
+        transcript.lines().next().unwrap().contains("\"init\""),
+        "{transcript}"
+    );
     assert!(transcript.lines().last().unwrap().contains("\"result\""));
 
     // Events: gap-free seq, started first, result last.
@@ -64,7 +101,17 @@ fn success_stores_every_artifact_and_result_json_last() {
     let k = kinds(&ev);
     assert_eq!(k.first().map(String::as_str), Some("started"), "{k:?}");
     assert_eq!(k.last().map(String::as_str), Some("result"), "{k:?}");
-    for want in ["preflight", "agent_started", "turn", "tool", "agent_finished", "packaging", "packaged", "storing", "stored"] {
+    for want in [
+        "preflight",
+        "agent_started",
+        "turn",
+        "tool",
+        "agent_finished",
+        "packaging",
+        "packaged",
+        "storing",
+        "stored",
+    ] {
         assert!(k.iter().any(|x| x == want), "no {want} event in {k:?}");
     }
     for (i, e) in ev.iter().enumerate() {
@@ -78,8 +125,8 @@ fn result_json_matches_its_schema() {
     let run = RunDir::new("schema-1");
     let out = run_with_deadline(run.cmd("success"), LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    let schema: Value =
-        serde_json::from_str(include_str!("../../schemas/result.schema.json")).expect("schema is JSON");
+    let schema: Value = serde_json::from_str(include_str!("../../schemas/result.schema.json"))
+        .expect("schema is JSON");
     let r = run.result();
     check_against_schema(&schema, &schema, &r, "$");
 }
@@ -113,7 +160,12 @@ fn check_against_schema(root: &Value, schema: &Value, v: &Value, at: &str) {
         assert!(e.contains(v), "{at}: {v} not in enum");
     }
     if let Value::Object(map) = v {
-        for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let key = req.as_str().unwrap();
             assert!(map.contains_key(key), "{at}: missing required {key}");
         }
@@ -123,7 +175,9 @@ fn check_against_schema(root: &Value, schema: &Value, v: &Value, at: &str) {
                 Some(s) => check_against_schema(root, s, val, &format!("{at}.{k}")),
                 None => match schema.get("additionalProperties") {
                     Some(Value::Bool(false)) => panic!("{at}: property {k} is not in the schema"),
-                    Some(s @ Value::Object(_)) => check_against_schema(root, s, val, &format!("{at}.{k}")),
+                    Some(s @ Value::Object(_)) => {
+                        check_against_schema(root, s, val, &format!("{at}.{k}"))
+                    }
                     _ => {}
                 },
             }
@@ -140,43 +194,73 @@ fn check_against_schema(root: &Value, schema: &Value, v: &Value, at: &str) {
 fn demo_runs_the_whole_pipeline_and_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = genrun();
-    cmd.arg("demo").arg("--out").arg(dir.path().join("demo")).arg("--log-format").arg("json");
+    cmd.arg("demo")
+        .arg("--out")
+        .arg(dir.path().join("demo"))
+        .arg("--log-format")
+        .arg("json");
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    let runs: Vec<_> = std::fs::read_dir(dir.path().join("demo")).unwrap().flatten().collect();
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("demo"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(runs.len(), 1);
     let artifacts = runs[0].path();
-    let r: Value = serde_json::from_slice(&std::fs::read(artifacts.join("result.json")).unwrap()).unwrap();
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("result.json")).unwrap()).unwrap();
     assert_eq!(r["outcome"], "success");
     let paths = archive_paths(&artifacts.join("app.tar.zst"));
     assert!(paths.iter().any(|p| p == "package.json"), "{paths:?}");
     assert!(paths.iter().any(|p| p.starts_with("src/")), "{paths:?}");
     for p in &paths {
-        assert!(!p.split('/').any(|c| c == "node_modules" || c == ".git"), "{p} kept");
+        assert!(
+            !p.split('/').any(|c| c == "node_modules" || c == ".git"),
+            "{p} kept"
+        );
         assert!(!p.ends_with(".log"), "{p} kept");
         let name = p.rsplit('/').next().unwrap();
-        assert!(name == ".env.example" || !name.starts_with(".env"), "{p} kept");
+        assert!(
+            name == ".env.example" || !name.starts_with(".env"),
+            "{p} kept"
+        );
     }
     let drops = &r["package"]["drops_by_reason"];
     assert!(drops.as_object().unwrap().len() >= 3, "{drops}");
     assert!(
-        drops.as_object().unwrap().keys().any(|k| k.contains("symlink")),
+        drops
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("symlink")),
         "the escaping symlink is not reported: {drops}"
     );
     // The human summary (stderr in json mode) names the essentials.
     let summary = String::from_utf8_lossy(&out.stderr);
-    for want in ["success (exit 0)", "turns", "tool calls", "memory", "files kept", "dropped", "app.tar.zst", "app.tar.gz"] {
+    for want in [
+        "success (exit 0)",
+        "turns",
+        "tool calls",
+        "memory",
+        "files kept",
+        "dropped",
+        "app.tar.zst",
+        "app.tar.gz",
+    ] {
         assert!(summary.contains(want), "summary lacks {want:?}:\n{summary}");
     }
 }
 
 #[test]
 fn unknown_flag_is_usage_64() {
-    let out = run_with_deadline({
-        let mut c = genrun();
-        c.args(["run", "--no-such-flag"]);
-        c
-    }, LIMIT);
+    let out = run_with_deadline(
+        {
+            let mut c = genrun();
+            c.args(["run", "--no-such-flag"]);
+            c
+        },
+        LIMIT,
+    );
     assert_eq!(code(&out), 64, "{}", explain(&out));
 }
 
@@ -184,33 +268,61 @@ fn unknown_flag_is_usage_64() {
 fn missing_prompt_is_bad_job_65_and_still_writes_result_json() {
     let run = RunDir::new("noprompt-1");
     let mut cmd = genrun();
-    cmd.args(["run", "--request-id", "noprompt-1", "--log-format", "json", "--output"]).arg(run.output());
+    cmd.args([
+        "run",
+        "--request-id",
+        "noprompt-1",
+        "--log-format",
+        "json",
+        "--output",
+    ])
+    .arg(run.output());
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 65, "{}", explain(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("prompt"), "{stderr}");
     let r = run.result();
     assert_eq!(r["outcome"], "bad_job");
-    assert!(r["errors"][0]["message"].as_str().unwrap().contains("prompt"), "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prompt"),
+        "{r}"
+    );
 }
 
 #[test]
 fn bad_request_id_is_bad_job_65_naming_field_and_value() {
-    let out = run_with_deadline({
-        let mut c = genrun();
-        c.args(["run", "--request-id", "../evil", "--prompt", "x"]);
-        c
-    }, LIMIT);
+    let out = run_with_deadline(
+        {
+            let mut c = genrun();
+            c.args(["run", "--request-id", "../evil", "--prompt", "x"]);
+            c
+        },
+        LIMIT,
+    );
     assert_eq!(code(&out), 65, "{}", explain(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("request_id") && stderr.contains("../evil") && stderr.contains("expected"), "{stderr}");
+    assert!(
+        stderr.contains("request_id") && stderr.contains("../evil") && stderr.contains("expected"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn unreadable_job_document_is_bad_job_65() {
     let run = RunDir::new("job-1");
     let mut cmd = genrun();
-    cmd.args(["run", "--request-id", "job-1", "--job", "/nonexistent/job.json", "--output"]).arg(run.output());
+    cmd.args([
+        "run",
+        "--request-id",
+        "job-1",
+        "--job",
+        "/nonexistent/job.json",
+        "--output",
+    ])
+    .arg(run.output());
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 65, "{}", explain(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/job.json"));
@@ -251,7 +363,10 @@ fn invalid_setting_is_config_78() {
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 78, "{}", explain(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("timeout") && stderr.contains("\"soon\""), "{stderr}");
+    assert!(
+        stderr.contains("timeout") && stderr.contains("\"soon\""),
+        "{stderr}"
+    );
     assert_eq!(run.result()["outcome"], "config");
 }
 
@@ -263,7 +378,10 @@ fn missing_agent_program_is_unavailable_69_with_result_json() {
     assert_eq!(code(&out), 69, "{}", explain(&out));
     let r = run.result();
     assert_eq!(r["outcome"], "unavailable");
-    assert!(r["errors"].to_string().contains("/nonexistent/claude"), "{r}");
+    assert!(
+        r["errors"].to_string().contains("/nonexistent/claude"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -306,7 +424,13 @@ fn wall_clock_timeout_is_82_and_nothing_is_left_running() {
     assert_eq!(code(&out), 82, "{}", explain(&out));
     let r = run.result();
     assert_eq!(r["outcome"], "timeout");
-    assert!(r["agent"]["stop"]["reason"].as_str().unwrap().contains("wall-clock"), "{r}");
+    assert!(
+        r["agent"]["stop"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("wall-clock"),
+        "{r}"
+    );
     assert!(run.artifacts().join("app.tar.zst").is_file());
     assert_no_process_left(&run.workspace());
 }
@@ -318,20 +442,34 @@ fn crash_by_segv_is_agent_killed_86() {
     assert_eq!(code(&out), 86, "{}", explain(&out));
     let r = run.result();
     assert_eq!(r["agent"]["exit_signal"], "SIGSEGV");
-    assert!(run.artifacts().join("app.tar.zst").is_file(), "partial work not stored");
+    assert!(
+        run.artifacts().join("app.tar.zst").is_file(),
+        "partial work not stored"
+    );
 }
 
 #[test]
 fn exit_codes_json_lists_the_contract() {
-    let out = run_with_deadline({
-        let mut c = genrun();
-        c.args(["exit-codes", "--json"]);
-        c
-    }, LIMIT);
+    let out = run_with_deadline(
+        {
+            let mut c = genrun();
+            c.args(["exit-codes", "--json"]);
+            c
+        },
+        LIMIT,
+    );
     assert_eq!(code(&out), 0);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let codes: Vec<i64> = v["codes"].as_array().unwrap().iter().map(|c| c["code"].as_i64().unwrap()).collect();
-    assert_eq!(codes, [0, 64, 65, 69, 70, 71, 74, 75, 77, 78, 80, 81, 82, 83, 84, 85, 86]);
+    let codes: Vec<i64> = v["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [0, 64, 65, 69, 70, 71, 74, 75, 77, 78, 80, 81, 82, 83, 84, 85, 86]
+    );
 }
 
 #[test]
@@ -349,11 +487,21 @@ fn huge_lines_are_read_bounded_and_keep_the_tool_target() {
     let out = run_with_deadline(run.cmd("huge-lines"), LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let ev = events(&out);
-    let tools: Vec<&Value> = ev.iter().filter(|e| e["kind"] == "tool" && e["name"] == "Write").collect();
+    let tools: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["kind"] == "tool" && e["name"] == "Write")
+        .collect();
     assert!(!tools.is_empty(), "no Write tool event");
-    assert!(tools.iter().all(|t| t["target"].as_str().is_some()), "{tools:?}");
+    assert!(
+        tools.iter().all(|t| t["target"].as_str().is_some()),
+        "{tools:?}"
+    );
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        assert!(line.len() <= 64 * 1024, "event line of {} bytes", line.len());
+        assert!(
+            line.len() <= 64 * 1024,
+            "event line of {} bytes",
+            line.len()
+        );
     }
     // The raw stream is kept whole in the transcript.
     assert!(run.transcript().len() > 20 * 1024 * 1024);
@@ -374,13 +522,54 @@ fn stderr_tail_is_in_the_result() {
 
 #[test]
 fn genrun_never_exits_with_reserved_codes_on_bad_input() {
-    for args in [vec!["run"], vec!["nonsense"], vec!["run", "--max-turns"], vec!["package"]] {
-        let out = run_with_deadline({
-            let mut c = genrun();
-            c.args(&args);
-            c
-        }, LIMIT);
+    for args in [
+        vec!["run"],
+        vec!["nonsense"],
+        vec!["run", "--max-turns"],
+        vec!["package"],
+    ] {
+        let out = run_with_deadline(
+            {
+                let mut c = genrun();
+                c.args(&args);
+                c
+            },
+            LIMIT,
+        );
         let c = code(&out);
-        assert!(![1, 2, 101, 126, 127].contains(&c) && c < 128, "{args:?} exited {c}");
+        assert!(
+            ![1, 2, 101, 126, 127].contains(&c) && c < 128,
+            "{args:?} exited {c}"
+        );
     }
+}
+
+#[test]
+fn panic_is_internal_70_and_still_writes_result_json() {
+    let run = RunDir::new("panic-1");
+    let mut cmd = run.cmd("success");
+    cmd.env("GENRUN_DEBUG_PANIC", "1");
+    let out = run_with_deadline(cmd, LIMIT);
+    assert_eq!(code(&out), 70, "{}", explain(&out));
+    let r = run.result();
+    assert_eq!(r["outcome"], "internal");
+    assert!(
+        r["errors"].to_string().contains("deliberate panic"),
+        "{r:#}"
+    );
+    assert_no_process_left(&run.workspace());
+}
+
+#[test]
+fn unwritable_staging_is_io_error_74_with_result_json() {
+    let run = RunDir::new("io-1");
+    let mut cmd = run.cmd("success");
+    cmd.env("TMPDIR", run.dir.path().join("no-such-dir/deeper"));
+    // A file where the staging directory's parent should be: creating it fails.
+    std::fs::write(run.dir.path().join("no-such-dir"), "not a directory").unwrap();
+    let out = run_with_deadline(cmd, LIMIT);
+    assert_eq!(code(&out), 74, "{}", explain(&out));
+    let r = run.result();
+    assert_eq!(r["outcome"], "io_error");
+    assert!(r["errors"].to_string().contains("staging"), "{r:#}");
 }

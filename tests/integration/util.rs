@@ -40,10 +40,16 @@ pub struct RunDir {
 
 impl RunDir {
     pub fn new(request_id: &str) -> RunDir {
-        let dir = tempfile::Builder::new().prefix("genrun-it-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("genrun-it-")
+            .tempdir()
+            .unwrap();
         // The agent may run as another user: let it reach its workspace below this directory.
         set_mode(dir.path(), 0o755);
-        RunDir { dir, request_id: request_id.into() }
+        RunDir {
+            dir,
+            request_id: request_id.into(),
+        }
     }
 
     pub fn workspace(&self) -> PathBuf {
@@ -61,7 +67,10 @@ impl RunDir {
 
     /// `genrun run` on a built-in script (or a script file), JSON events on stdout.
     pub fn cmd(&self, script: &str) -> Command {
-        self.cmd_with_agent(&format!("{} scripted-agent --script {script}", genrun_bin().display()))
+        self.cmd_with_agent(&format!(
+            "{} scripted-agent --script {script}",
+            genrun_bin().display()
+        ))
     }
 
     /// `genrun run` with any agent command.
@@ -70,8 +79,6 @@ impl RunDir {
         cmd.arg("run")
             .arg("--request-id")
             .arg(&self.request_id)
-            .arg("--prompt")
-            .arg("build a todo app")
             .arg("--workspace")
             .arg(self.workspace())
             .arg("--output")
@@ -79,7 +86,9 @@ impl RunDir {
             .arg("--agent-cmd")
             .arg(agent_cmd)
             .arg("--log-format")
-            .arg("json");
+            .arg("json")
+            // Through the environment, so a test can still pass --prompt.
+            .env("GENRUN_PROMPT", "build a todo app");
         if is_root() {
             cmd.arg("--allow-root-agent");
         }
@@ -101,7 +110,10 @@ impl RunDir {
     pub fn transcript(&self) -> String {
         let f = std::fs::File::open(self.artifacts().join("transcript.jsonl.zst")).unwrap();
         let mut s = String::new();
-        zstd::Decoder::new(f).unwrap().read_to_string(&mut s).unwrap();
+        zstd::Decoder::new(f)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         s
     }
 }
@@ -117,7 +129,14 @@ pub fn archive_paths(path: &Path) -> Vec<String> {
     let mut out: Vec<String> = ar
         .entries()
         .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().trim_end_matches('/').to_string())
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
         .collect();
     out.sort();
     out
@@ -140,7 +159,11 @@ pub fn archive_file(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 /// Runs to completion with a deadline (a hung genrun fails the test instead of hanging it).
 pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_output(child, deadline)
 }
 
@@ -169,32 +192,46 @@ pub fn wait_output(mut child: Child, deadline: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
 }
 
 /// Polls `cond` until it holds or the deadline passes.
 pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 pub fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or_else(|| panic!("genrun was killed by a signal: {:?}", out.status))
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("genrun was killed by a signal: {:?}", out.status))
 }
 
 /// The JSON events genrun printed on stdout.
 pub fn events(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
         .collect()
 }
 
 pub fn kinds(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["kind"].as_str().unwrap_or("?").to_string()).collect()
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("?").to_string())
+        .collect()
 }
 
 pub fn explain(out: &Output) -> String {
@@ -211,13 +248,21 @@ pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
         if !cwd.starts_with(&dir) {
             continue;
         }
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("");
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("");
         if state == "Z" || state == "X" {
             continue;
         }
@@ -235,7 +280,10 @@ pub fn assert_no_process_left(dir: &Path) {
         if left.is_empty() {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "processes of the run are still alive: {left:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "processes of the run are still alive: {left:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -258,10 +306,15 @@ pub struct Running {
 
 impl Running {
     pub fn start(mut cmd: Command) -> Running {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
-        let lines = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let lines =
+            std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
         let l2 = lines.clone();
         let reader = std::thread::spawn(move || {
             use std::io::BufRead;
@@ -277,7 +330,12 @@ impl Running {
             let _ = stderr.read_to_end(&mut v);
             v
         });
-        Running { child, lines, reader: Some(reader), stderr: Some(stderr) }
+        Running {
+            child,
+            lines,
+            reader: Some(reader),
+            stderr: Some(stderr),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -285,7 +343,12 @@ impl Running {
     }
 
     /// Waits until an event matching `pred` has been printed; returns it.
-    pub fn wait_event(&self, what: &str, deadline: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_event(
+        &self,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         let (m, cv) = &*self.lines;
         let mut seen = 0;
@@ -300,7 +363,10 @@ impl Running {
                 seen += 1;
             }
             let left = deadline.checked_sub(start.elapsed()).unwrap_or_else(|| {
-                panic!("timed out after {deadline:?} waiting for {what}; events so far:\n{}", guard.join("\n"))
+                panic!(
+                    "timed out after {deadline:?} waiting for {what}; events so far:\n{}",
+                    guard.join("\n")
+                )
             });
             guard = cv.wait_timeout(guard, left).unwrap().0;
         }
@@ -332,8 +398,16 @@ impl Running {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        let stderr = self.stderr.take().map(|s| s.join().unwrap()).unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(|s| s.join().unwrap())
+            .unwrap_or_default();
         let stdout = self.lines.0.lock().unwrap().join("\n").into_bytes();
-        Output { status, stdout, stderr }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 }
