@@ -273,6 +273,24 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_run_option_and_exit_code() {
+        let readme = include_str!("../README.md");
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        for arg in run.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            assert!(
+                readme.contains(&format!("`--{long}")),
+                "README lacks --{long}"
+            );
+        }
+        assert!(readme.contains(crate::exit::table_markdown().lines().nth(2).unwrap()));
+    }
+
+    #[test]
     fn scripted_agent_takes_claude_flags_verbatim() {
         let cli = Cli::try_parse_from([
             "genrun",

@@ -186,13 +186,14 @@ pub async fn execute(
     }
 
     // From here on, a cancelled run works against the stop-grace deadline.
-    let deadline = supervised
-        .cancelled_at
-        .map(|at| at + cfg.stop_grace.saturating_sub(RESULT_RESERVE));
-    let mut hurry = supervised.hurry;
+    let mut cancel = Cancel {
+        first_at: supervised.cancelled_at,
+        hurry: supervised.hurry,
+        grace: cfg.stop_grace,
+    };
 
     let mut report = None;
-    if !hurry {
+    if !cancel.hurry {
         let t = Instant::now();
         progress.emit(EventKind::Packaging {
             workspace: cfg.workspace.display().to_string(),
@@ -200,13 +201,14 @@ pub async fn execute(
         let mut opts = PackageOptions::new(cfg.workspace.clone(), staging.clone());
         opts.redact = redactor.secrets().to_vec();
         let job = tokio::task::spawn_blocking(move || genrun_packaging::package(&opts));
-        let packaged = tokio::select! {
-            r = job => Some(r),
-            _ = sleep_opt(deadline) => None,
-            sig = rt.signals.recv() => {
-                progress.emit(EventKind::Stopping { reason: format!("second {sig}: skipping to result.json"), signal: None });
-                hurry = true;
-                None
+        tokio::pin!(job);
+        let packaged = loop {
+            tokio::select! {
+                r = &mut job => break Some(r),
+                _ = sleep_opt(cancel.deadline()) => break None,
+                sig = rt.signals.recv() => if cancel.on_signal(sig, progress) {
+                    break None;
+                },
             }
         };
         result.durations_ms.package = ms(t.elapsed());
@@ -240,7 +242,7 @@ pub async fn execute(
                     .errors
                     .push(ErrorRecord::new("package", "internal", e.to_string()))
             }
-            None if !hurry => result.errors.push(ErrorRecord::new(
+            None if !cancel.hurry => result.errors.push(ErrorRecord::new(
                 "package",
                 "deadline",
                 "packaging did not finish within the stop grace",
@@ -248,47 +250,58 @@ pub async fn execute(
             None => {}
         }
     }
-    let package_failed = report.is_none() && !hurry;
+    let package_failed = report.is_none() && !cancel.hurry;
 
     // Store the artifacts, then result.json last.
     let t = Instant::now();
     let mut store_outcome = None;
-    if !hurry {
-        let artifacts = artifact_list(report.as_ref(), &staging, &cfg.request_id);
+    if !cancel.hurry {
+        let artifacts = artifact_list(report.as_ref(), &staging);
         progress.emit(EventKind::Storing {
             target: store.location(""),
             objects: artifacts.len() + 1,
         });
-        let store_deadline = deadline.unwrap_or_else(|| Instant::now() + STORE_DEADLINE);
-        let (stored, failures) = store_all(
+        let stored = store_all(
             store.clone(),
+            &cfg.request_id,
             artifacts,
             cfg.overwrite,
-            store_deadline,
+            &mut cancel,
             &mut rt.signals,
+            progress,
         )
         .await;
-        let bytes: u64 = stored.iter().map(|a| a.bytes).sum();
+        let bytes: u64 = stored.done.iter().map(|a| a.bytes).sum();
         progress.emit(EventKind::Stored {
             target: store.location(""),
-            objects: stored.len(),
+            objects: stored.done.len(),
             bytes,
         });
-        result.artifacts = stored;
-        for (name, e) in &failures {
+        result.artifacts = stored.done;
+        for (name, e) in &stored.failed {
             result.errors.push(ErrorRecord::new(
                 "store",
                 format!("{:?}", e.class()).to_lowercase(),
                 format!("{name}: {e}"),
             ));
         }
-        store_outcome = worst_store_outcome(failures.iter().map(|(_, e)| e));
+        for name in &stored.abandoned {
+            result.errors.push(ErrorRecord::new(
+                "store",
+                "abandoned",
+                format!("{name}: not stored within the stop grace"),
+            ));
+        }
+        store_outcome = worst_store_outcome(stored.failed.iter().map(|(_, e)| e));
     }
     result.durations_ms.upload = ms(t.elapsed());
 
     let mut outcome = agent_outcome;
     if package_failed && outcome == Outcome::Success {
         outcome = Outcome::IoError;
+    }
+    if cancel.first_at.is_some() {
+        outcome = Outcome::Cancelled;
     }
     if let Some(o) = store_outcome {
         outcome = o;
@@ -480,11 +493,7 @@ struct Pending {
 }
 
 /// The artifacts in order of importance: the archive first, the transcript last.
-fn artifact_list(
-    report: Option<&PackageReport>,
-    staging: &Path,
-    _request_id: &str,
-) -> Vec<Pending> {
+fn artifact_list(report: Option<&PackageReport>, staging: &Path) -> Vec<Pending> {
     let mut out = Vec::new();
     if let Some(r) = report {
         for format in [Format::TarZst, Format::TarGz] {
@@ -520,20 +529,75 @@ fn artifact_list(
     out
 }
 
-/// Stores every artifact in parallel against one deadline; a second signal abandons what is left.
+/// Signals that arrive after the agent has finished: the first starts the stop-grace clock (if the agent
+/// phase did not already), a second skips straight to result.json.
+struct Cancel {
+    first_at: Option<Instant>,
+    hurry: bool,
+    grace: Duration,
+}
+
+impl Cancel {
+    /// The deadline for packaging and storing, with time kept back for result.json.
+    fn deadline(&self) -> Option<Instant> {
+        self.first_at
+            .map(|at| at + self.grace.saturating_sub(RESULT_RESERVE))
+    }
+
+    /// Records a signal; true when genrun must now skip to result.json.
+    fn on_signal(&mut self, sig: Signal, progress: &Progress) -> bool {
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+            progress.emit(EventKind::Stopping {
+                reason: format!("{sig}: salvaging within the stop grace"),
+                signal: None,
+            });
+        } else {
+            self.hurry = true;
+            progress.emit(EventKind::Stopping {
+                reason: format!("second {sig}: skipping to result.json"),
+                signal: None,
+            });
+        }
+        self.hurry
+    }
+}
+
+/// What storing the artifacts came to.
+struct StoreOutcome {
+    done: Vec<Artifact>,
+    failed: Vec<(String, StoreError)>,
+    /// Not finished when the stop grace ran out or a second signal came.
+    abandoned: Vec<String>,
+}
+
+/// Stores the artifacts in parallel; once cancelled, the archive goes first and alone. A signal starts
+/// (or, the second time, ends) the stop grace; what is unfinished at its deadline is abandoned.
 async fn store_all(
     store: Arc<dyn Store>,
+    request_id: &str,
     artifacts: Vec<Pending>,
     overwrite: bool,
-    deadline: Instant,
+    cancel: &mut Cancel,
     signals: &mut ShutdownSignals,
-) -> (Vec<Artifact>, Vec<(String, StoreError)>) {
+    progress: &Progress,
+) -> StoreOutcome {
+    let mut out = StoreOutcome {
+        done: Vec::new(),
+        failed: Vec::new(),
+        abandoned: Vec::new(),
+    };
+    let mut order: Vec<(usize, Artifact)> = Vec::new();
+    let mut queue: std::collections::VecDeque<(usize, Pending)> =
+        artifacts.into_iter().enumerate().collect();
     let mut set = tokio::task::JoinSet::new();
-    let n = artifacts.len();
-    for (i, a) in artifacts.into_iter().enumerate() {
+    let mut names = std::collections::BTreeMap::new();
+    let start = |set: &mut tokio::task::JoinSet<_>, i: usize, a: Pending, deadline: Instant| {
         let store = store.clone();
+        let request_id = request_id.to_string();
         set.spawn(async move {
             let mut metadata = std::collections::BTreeMap::new();
+            metadata.insert("request-id".to_string(), request_id.clone());
             if let Some(sha) = &a.sha256 {
                 metadata.insert("sha256".to_string(), sha.clone());
             }
@@ -547,26 +611,54 @@ async fn store_all(
                 .await;
             (i, a.name, r)
         });
-    }
-    let mut done: Vec<(usize, Artifact)> = Vec::with_capacity(n);
-    let mut failures = Vec::new();
+    };
     loop {
+        // Cancelled: one at a time, most important first. Otherwise everything at once.
+        let parallel = if cancel.first_at.is_some() {
+            1
+        } else {
+            usize::MAX
+        };
+        while set.len() < parallel {
+            let Some((i, a)) = queue.pop_front() else {
+                break;
+            };
+            let deadline = cancel
+                .deadline()
+                .unwrap_or_else(|| Instant::now() + STORE_DEADLINE);
+            names.insert(i, a.name);
+            start(&mut set, i, a, deadline);
+        }
+        if set.is_empty() {
+            break;
+        }
         tokio::select! {
             next = set.join_next() => match next {
-                Some(Ok((i, name, Ok(s)))) => done.push((i, Artifact { name: name.into(), location: s.location, bytes: s.bytes, sha256: s.sha256 })),
-                Some(Ok((_, name, Err(e)))) => failures.push((name.to_string(), e)),
+                Some(Ok((i, name, r))) => {
+                    names.remove(&i);
+                    match r {
+                        Ok(s) => order.push((i, Artifact { name: name.into(), location: s.location, bytes: s.bytes, sha256: s.sha256 })),
+                        Err(e) => out.failed.push((name.to_string(), e)),
+                    }
+                }
                 Some(Err(e)) => tracing::error!(error = %e, "an upload task failed"),
                 None => break,
             },
-            sig = signals.recv() => {
-                tracing::warn!(signal = %sig, "second signal while storing: abandoning the remaining uploads");
-                set.abort_all();
+            _ = sleep_opt(cancel.deadline()) => break,
+            sig = signals.recv() => if cancel.on_signal(sig, progress) {
                 break;
-            }
+            },
         }
     }
-    done.sort_by_key(|(i, _)| *i);
-    (done.into_iter().map(|(_, a)| a).collect(), failures)
+    set.abort_all();
+    out.abandoned = names
+        .into_values()
+        .map(String::from)
+        .chain(queue.into_iter().map(|(_, a)| a.name.to_string()))
+        .collect();
+    order.sort_by_key(|(i, _)| *i);
+    out.done = order.into_iter().map(|(_, a)| a).collect();
+    out
 }
 
 /// The outcome storing failures force, worst first: refused credentials, then everything else.

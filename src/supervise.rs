@@ -192,7 +192,8 @@ pub async fn supervise(
                                 }
                             }
                             StreamEvent::ToolUse(t) => progress.emit(EventKind::Tool { name: t.name.clone(), target: t.target.clone() }),
-                            StreamEvent::AssistantText(t) => progress.emit(EventKind::Text { text: truncate(&t.text, 500) }),
+                            // Whole (the parser caps it at 2 KiB): emit() redacts before it shortens anything.
+                            StreamEvent::AssistantText(t) => progress.emit(EventKind::Text { text: t.text.clone() }),
                             StreamEvent::ApiRetry(r) => progress.emit(EventKind::ApiRetry {
                                 attempt: r.attempt,
                                 max_retries: r.max_retries,
@@ -469,17 +470,6 @@ async fn tail(
             }
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 fn percent(used: u64, limit: u64) -> f64 {

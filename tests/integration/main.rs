@@ -5,4 +5,8 @@ mod util;
 
 mod contract;
 mod memory;
+mod package;
+mod progress;
+mod realcli;
+mod s3;
 mod supervision;

@@ -13,7 +13,12 @@ use crate::util::*;
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn actions(r: &Value) -> Vec<String> {
-    r["memory"]["actions"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect()
+    r["memory"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -26,11 +31,24 @@ fn growing_tool_command_is_killed_and_the_agent_finishes() {
     let r = run.result();
     assert_eq!(r["outcome"], "success");
     assert_eq!(r["memory"]["limit_source"], "flag");
-    assert!(actions(&r).contains(&"kill_tool".to_string()), "{:#}", r["memory"]);
-    assert!(!actions(&r).contains(&"stop_agent".to_string()), "{:#}", r["memory"]);
+    assert!(
+        actions(&r).contains(&"kill_tool".to_string()),
+        "{:#}",
+        r["memory"]
+    );
+    assert!(
+        !actions(&r).contains(&"stop_agent".to_string()),
+        "{:#}",
+        r["memory"]
+    );
     let ev = events(&out);
-    assert!(ev.iter().any(|e| e["kind"] == "memory_warning"), "no memory_warning event");
-    assert!(ev.iter().any(|e| e["kind"] == "memory_action" && e["action"] == "killed_tool_process"));
+    assert!(
+        ev.iter().any(|e| e["kind"] == "memory_warning"),
+        "no memory_warning event"
+    );
+    assert!(ev
+        .iter()
+        .any(|e| e["kind"] == "memory_action" && e["action"] == "killed_tool_process"));
     // genrun itself stayed small throughout.
     assert_genrun_small(&r);
     assert_no_process_left(&run.workspace());
@@ -45,7 +63,11 @@ fn agent_growing_itself_is_stopped_with_83_and_its_work_stored() {
     assert_eq!(code(&out), 83, "{}", explain(&out));
     let r = run.result();
     assert_eq!(r["outcome"], "memory");
-    assert!(actions(&r).contains(&"stop_agent".to_string()), "{:#}", r["memory"]);
+    assert!(
+        actions(&r).contains(&"stop_agent".to_string()),
+        "{:#}",
+        r["memory"]
+    );
     assert!(run.archive_paths().iter().any(|p| p == "started.txt"));
     assert_genrun_small(&r);
     assert_no_process_left(&run.workspace());
@@ -71,17 +93,33 @@ fn profile_peak_is_within_ten_percent_of_what_was_held() {
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = run.result();
     let peak = r["memory"]["peak_bytes"].as_u64().unwrap();
-    assert!(peak >= held && peak <= held + held / 10, "peak {peak} vs held {held}: {:#}", r["memory"]);
-    assert!(r["memory"]["recommendation"]["memory_mib"].as_u64().is_some(), "{:#}", r["memory"]);
+    assert!(
+        peak >= held && peak <= held + held / 10,
+        "peak {peak} vs held {held}: {:#}",
+        r["memory"]
+    );
+    assert!(
+        r["memory"]["recommendation"]["memory_mib"]
+            .as_u64()
+            .is_some(),
+        "{:#}",
+        r["memory"]
+    );
     assert!(r["memory"]["p50_bytes"].as_u64().unwrap() <= peak);
 }
 
 fn assert_genrun_small(r: &Value) {
     let top = r["memory"]["top_at_peak"].as_array().unwrap();
-    assert!(top.iter().any(|p| p["is_supervisor"] == true), "genrun is not in the profile: {top:?}");
+    assert!(
+        top.iter().any(|p| p["is_supervisor"] == true),
+        "genrun is not in the profile: {top:?}"
+    );
     for p in top {
         if p["is_supervisor"] == true {
-            assert!(p["rss_bytes"].as_u64().unwrap() < 64 << 20, "genrun itself grew: {p}");
+            assert!(
+                p["rss_bytes"].as_u64().unwrap() < 64 << 20,
+                "genrun itself grew: {p}"
+            );
         }
     }
 }
@@ -101,16 +139,23 @@ impl ChildCgroup {
             let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
             if ctrl.split(',').any(|c| c == "memory") {
                 Some((PathBuf::from("/sys/fs/cgroup/memory"), path.to_string()))
-            } else if ctrl.is_empty() && PathBuf::from("/sys/fs/cgroup/cgroup.controllers").exists() {
+            } else if ctrl.is_empty() && PathBuf::from("/sys/fs/cgroup/cgroup.controllers").exists()
+            {
                 Some((PathBuf::from("/sys/fs/cgroup"), path.to_string()))
             } else {
                 None
             }
         })?;
-        let dir = root.join(rel.trim_start_matches('/')).join(format!("genrun-test-{}", std::process::id()));
+        let dir = root
+            .join(rel.trim_start_matches('/'))
+            .join(format!("genrun-test-{}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
         let cg = ChildCgroup(dir);
-        let limit_file = if cg.0.join("memory.max").exists() { "memory.max" } else { "memory.limit_in_bytes" };
+        let limit_file = if cg.0.join("memory.max").exists() {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
         std::fs::write(cg.0.join(limit_file), limit.to_string()).ok()?;
         Some(cg)
     }
@@ -146,9 +191,21 @@ fn in_a_real_cgroup_the_guard_acts_before_the_kernel() {
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = run.result();
     let source = r["memory"]["limit_source"].as_str().unwrap();
-    assert!(source == "cgroup_v1" || source == "cgroup_v2", "{:#}", r["memory"]);
+    assert!(
+        source == "cgroup_v1" || source == "cgroup_v2",
+        "{:#}",
+        r["memory"]
+    );
     assert_eq!(r["memory"]["limit_bytes"], 400u64 << 20);
-    assert!(actions(&r).contains(&"kill_tool".to_string()), "{:#}", r["memory"]);
-    assert_eq!(r["memory"]["oom_kills"], 0, "the kernel acted first: {:#}", r["memory"]);
+    assert!(
+        actions(&r).contains(&"kill_tool".to_string()),
+        "{:#}",
+        r["memory"]
+    );
+    assert_eq!(
+        r["memory"]["oom_kills"], 0,
+        "the kernel acted first: {:#}",
+        r["memory"]
+    );
     assert_no_process_left(&run.workspace());
 }

@@ -12,7 +12,10 @@ fn assert_complete(run: &RunDir, outcome: &str) -> serde_json::Value {
     let r = run.result();
     assert_eq!(r["outcome"], outcome, "{r:#}");
     assert!(r["finished_at"].is_string());
-    assert!(run.artifacts().join("app.tar.zst").is_file(), "partial app not stored");
+    assert!(
+        run.artifacts().join("app.tar.zst").is_file(),
+        "partial app not stored"
+    );
     assert_no_process_left(&run.workspace());
     r
 }
@@ -21,16 +24,28 @@ fn assert_complete(run: &RunDir, outcome: &str) -> serde_json::Value {
 fn sigterm_mid_run_salvages_the_work_as_cancelled_85() {
     let run = RunDir::new("term-1");
     let g = Running::start(run.cmd("slow"));
-    g.wait_event("a file written", LIMIT, |e| e["kind"] == "tool" && e["name"] == "Write");
+    g.wait_event("a file written", LIMIT, |e| {
+        e["kind"] == "tool" && e["name"] == "Write"
+    });
     g.signal(libc::SIGTERM);
     let out = g.finish(LIMIT);
     assert_eq!(code(&out), 85, "{}", explain(&out));
     let r = assert_complete(&run, "cancelled");
-    assert!(r["agent"]["stop"]["reason"].as_str().unwrap().contains("SIGTERM"), "{r:#}");
+    assert!(
+        r["agent"]["stop"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("SIGTERM"),
+        "{r:#}"
+    );
     assert_eq!(r["agent"]["stop"]["signals_sent"][0], "SIGINT");
     // The agent answered SIGINT with its result line, as the CLI does.
     assert_eq!(r["agent"]["subtype"], "error_during_execution");
-    assert!(run.archive_paths().iter().any(|p| p == "slow/02.txt"), "{:?}", run.archive_paths());
+    assert!(
+        run.archive_paths().iter().any(|p| p == "slow/02.txt"),
+        "{:?}",
+        run.archive_paths()
+    );
 }
 
 #[test]
@@ -42,7 +57,10 @@ fn agent_ignoring_sigint_and_sigterm_is_killed_and_swept() {
     assert_eq!(code(&out), 82, "{}", explain(&out));
     let r = assert_complete(&run, "timeout");
     let sent = r["agent"]["stop"]["signals_sent"].to_string();
-    assert!(sent.contains("SIGINT") && sent.contains("SIGTERM") && sent.contains("SIGKILL"), "{sent}");
+    assert!(
+        sent.contains("SIGINT") && sent.contains("SIGTERM") && sent.contains("SIGKILL"),
+        "{sent}"
+    );
     assert!(run.archive_paths().iter().any(|p| p == "stubborn.txt"));
 }
 
@@ -61,7 +79,9 @@ fn second_sigterm_skips_straight_to_result_json() {
     assert_eq!(code(&out), 85, "{}", explain(&out));
     let r = run.result();
     assert_eq!(r["outcome"], "cancelled");
-    assert!(r["agent"]["stop"]["signals_sent"].to_string().contains("SIGKILL"));
+    assert!(r["agent"]["stop"]["signals_sent"]
+        .to_string()
+        .contains("SIGKILL"));
     assert_no_process_left(&run.workspace());
 }
 
@@ -71,7 +91,11 @@ fn setsid_grandchildren_are_swept_and_counted() {
     let out = run_with_deadline(run.cmd("grandchildren"), LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = assert_complete(&run, "success");
-    assert!(r["agent"]["swept"].as_u64().unwrap() >= 2, "{:#}", r["agent"]);
+    assert!(
+        r["agent"]["swept"].as_u64().unwrap() >= 2,
+        "{:#}",
+        r["agent"]
+    );
 }
 
 #[test]
@@ -82,7 +106,13 @@ fn silent_agent_hits_the_idle_timeout_82() {
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 82, "{}", explain(&out));
     let r = assert_complete(&run, "timeout");
-    assert!(r["agent"]["stop"]["reason"].as_str().unwrap().contains("idle"), "{r:#}");
+    assert!(
+        r["agent"]["stop"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("idle"),
+        "{r:#}"
+    );
 }
 
 #[test]
@@ -93,7 +123,13 @@ fn hang_after_result_keeps_the_result_lines_outcome() {
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = assert_complete(&run, "success");
-    assert!(r["agent"]["stop"]["reason"].as_str().unwrap().contains("result"), "{r:#}");
+    assert!(
+        r["agent"]["stop"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("result"),
+        "{r:#}"
+    );
 }
 
 #[test]
@@ -106,9 +142,15 @@ fn orphans_are_reaped_while_the_agent_runs() {
     )
     .unwrap();
     let g = Running::start(run.cmd(script.to_str().unwrap()));
-    g.wait_event("the orphans", LIMIT, |e| e["kind"] == "text" && e["text"] == "orphans made");
+    g.wait_event("the orphans", LIMIT, |e| {
+        e["kind"] == "text" && e["text"] == "orphans made"
+    });
     let genrun_pid = g.pid();
-    wait_for("orphaned zombies to be reaped", Duration::from_secs(10), || zombie_children(genrun_pid) == 0);
+    wait_for(
+        "orphaned zombies to be reaped",
+        Duration::from_secs(10),
+        || zombie_children(genrun_pid) == 0,
+    );
     let out = g.finish(LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
 }
@@ -137,12 +179,18 @@ fn as_pid_1_of_a_new_pid_namespace() {
     let run = RunDir::new("pid1-1");
     let inner = run.cmd("grandchildren");
     let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"]).arg(inner.get_program()).args(inner.get_args());
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
     cmd.stdin(std::process::Stdio::null());
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = assert_complete(&run, "success");
-    assert!(r["agent"]["swept"].as_u64().unwrap() >= 2, "{:#}", r["agent"]);
+    assert!(
+        r["agent"]["swept"].as_u64().unwrap() >= 2,
+        "{:#}",
+        r["agent"]
+    );
 }
 
 #[test]
@@ -157,17 +205,35 @@ fn agent_environment_holds_no_secrets_and_the_archive_none_either() {
     std::fs::copy(genrun_bin(), &exe).unwrap();
     set_mode(&exe, 0o755);
     let secrets = [
-        ("ANTHROPIC_API_KEY", "sk-ant-api03-TESTSECRETVALUE0123456789abcdef"),
+        (
+            "ANTHROPIC_API_KEY",
+            "sk-ant-api03-TESTSECRETVALUE0123456789abcdef",
+        ),
         ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
         ("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLESESSIONTOKEN123456"),
-        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/0b4c6f2e-secret-uuid"),
+        (
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/0b4c6f2e-secret-uuid",
+        ),
         ("GENRUN_PROGRESS_TOKEN", "progress-token-secret-42"),
         ("MY_DB_PASSWORD", "hunter2-database-password"),
     ];
     let mut cmd = genrun();
     cmd.arg("run")
-        .args(["--request-id", "env-1", "--prompt", "dump env", "--log-format", "json", "--agent-user", "nobody"])
+        .args([
+            "--request-id",
+            "env-1",
+            "--prompt",
+            "dump env",
+            "--log-format",
+            "json",
+            "--agent-user",
+            "nobody",
+        ])
         .arg("--workspace")
         .arg(run.workspace())
         .arg("--output")
@@ -180,22 +246,36 @@ fn agent_environment_holds_no_secrets_and_the_archive_none_either() {
     }
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    let dump = archive_file(&run.artifacts().join("app.tar.zst"), "env-dump.txt").expect("env-dump.txt archived");
+    let dump = archive_file(&run.artifacts().join("app.tar.zst"), "env-dump.txt")
+        .expect("env-dump.txt archived");
     let dump = String::from_utf8_lossy(&dump);
     assert!(dump.contains("HOME="), "the dump is empty: {dump}");
     for (name, value) in secrets {
-        assert!(!dump.contains(value), "{name}'s value reached the archive:\n{dump}");
+        assert!(
+            !dump.contains(value),
+            "{name}'s value reached the archive:\n{dump}"
+        );
     }
     // What never reached the agent at all (not just redacted).
-    for name in ["AWS_SECRET_ACCESS_KEY=", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=", "GENRUN_"] {
-        assert!(!dump.lines().any(|l| l.starts_with(name)), "{name} reached the agent:\n{dump}");
+    for name in [
+        "AWS_SECRET_ACCESS_KEY=",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=",
+        "GENRUN_",
+    ] {
+        assert!(
+            !dump.lines().any(|l| l.starts_with(name)),
+            "{name} reached the agent:\n{dump}"
+        );
     }
     let r = run.result();
     assert_eq!(r["agent"]["user"], "nobody");
     // Events and result.json are redacted as well.
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), r);
     for (name, value) in secrets {
-        assert!(!all.contains(value), "{name} leaked into events or result.json");
+        assert!(
+            !all.contains(value),
+            "{name} leaked into events or result.json"
+        );
     }
     assert_no_process_left(&run.workspace());
 }
