@@ -99,15 +99,14 @@ pub async fn execute(
                 ok: false,
                 detail: Some(e.to_string()),
             });
-            // Never clobber a finished run: no result.json is written when one already exists.
-            let writable = !matches!(e.class(), ErrorClass::Exists);
-            let store = writable.then_some(store);
+            // A store that failed its preflight takes nothing more (and a finished run's result.json is
+            // never clobbered): the result is kept locally and named in the log.
             return early_failure(
                 result,
                 class_outcome(&e),
                 "preflight",
                 &e,
-                store,
+                None,
                 progress,
                 redactor,
             )

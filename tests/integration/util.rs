@@ -73,7 +73,8 @@ impl RunDir {
         ))
     }
 
-    /// `genrun run` with any agent command.
+    /// `genrun run` with any agent command. Everything but the request id and workspace goes through the
+    /// environment, so a test can still override it with a flag (flags win).
     pub fn cmd_with_agent(&self, agent_cmd: &str) -> Command {
         let mut cmd = genrun();
         cmd.arg("run")
@@ -81,13 +82,9 @@ impl RunDir {
             .arg(&self.request_id)
             .arg("--workspace")
             .arg(self.workspace())
-            .arg("--output")
-            .arg(self.output())
-            .arg("--agent-cmd")
-            .arg(agent_cmd)
-            .arg("--log-format")
-            .arg("json")
-            // Through the environment, so a test can still pass --prompt.
+            .env("GENRUN_OUTPUT", self.output())
+            .env("GENRUN_AGENT_CMD", agent_cmd)
+            .env("GENRUN_LOG_FORMAT", "json")
             .env("GENRUN_PROMPT", "build a todo app");
         if is_root() {
             cmd.arg("--allow-root-agent");
