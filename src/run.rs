@@ -443,6 +443,7 @@ async fn run_agent(
         int_grace: (cfg.stop_grace / 5).min(Duration::from_secs(5)),
         term_grace: (cfg.stop_grace / 8).min(Duration::from_secs(3)),
         drain: Duration::from_secs(2),
+        workspace: cfg.workspace.clone(),
     };
     let facts = AgentFacts {
         program: cfg.agent.program.display().to_string(),

@@ -69,6 +69,8 @@ pub struct Limits {
     pub term_grace: Duration,
     /// How long stdout may stay open after the agent exited.
     pub drain: Duration,
+    /// Tool targets inside the workspace are shown relative to it.
+    pub workspace: std::path::PathBuf,
 }
 
 /// Memory watch state lent to the loop.
@@ -191,7 +193,7 @@ pub async fn supervise(
                                     announced = true;
                                 }
                             }
-                            StreamEvent::ToolUse(t) => progress.emit(EventKind::Tool { name: t.name.clone(), target: t.target.clone() }),
+                            StreamEvent::ToolUse(t) => progress.emit(EventKind::Tool { name: t.name.clone(), target: t.target.as_deref().map(|x| relative_to(x, &limits.workspace)) }),
                             // Whole (the parser caps it at 2 KiB): emit() redacts before it shortens anything.
                             StreamEvent::AssistantText(t) => progress.emit(EventKind::Text { text: t.text.clone() }),
                             StreamEvent::ApiRetry(r) => progress.emit(EventKind::ApiRetry {
@@ -480,6 +482,103 @@ fn percent(used: u64, limit: u64) -> f64 {
     }
 }
 
+/// `target` relative to the workspace when it is a path inside it (the CLI reports absolute paths).
+fn relative_to(target: &str, workspace: &std::path::Path) -> String {
+    match std::path::Path::new(target).strip_prefix(workspace) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => target.to_string(),
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_targets_inside_the_workspace_are_relative() {
+        let ws = std::path::Path::new("/workspace/app");
+        assert_eq!(relative_to("/workspace/app/src/App.tsx", ws), "src/App.tsx");
+        assert_eq!(relative_to("/etc/passwd", ws), "/etc/passwd");
+        assert_eq!(relative_to("npm install", ws), "npm install");
+        assert_eq!(relative_to("/workspace/app", ws), "/workspace/app");
+    }
+
+    #[test]
+    fn outcome_rules() {
+        use genrun_agent::stream::ResultLine;
+        let mut state = StreamState::default();
+        assert_eq!(
+            decide(None, &state, Some(&ExitInfo::Code(0)), false),
+            Outcome::AgentFailed
+        );
+        assert_eq!(
+            decide(
+                None,
+                &state,
+                Some(&ExitInfo::Signaled {
+                    signal: 9,
+                    core_dumped: false
+                }),
+                false
+            ),
+            Outcome::AgentKilled
+        );
+        assert_eq!(
+            decide(
+                None,
+                &state,
+                Some(&ExitInfo::Signaled {
+                    signal: 9,
+                    core_dumped: false
+                }),
+                true
+            ),
+            Outcome::AgentFailed
+        );
+        state.result = Some(ResultLine {
+            subtype: "success".into(),
+            is_error: false,
+            num_turns: Some(2),
+            duration_ms: None,
+            duration_api_ms: None,
+            total_cost_usd: Some(0.1),
+            terminal_reason: None,
+            result: None,
+            session_id: None,
+            permission_denials: 0,
+            errors: vec![],
+            api_error_status: None,
+        });
+        assert_eq!(
+            decide(None, &state, Some(&ExitInfo::Code(0)), false),
+            Outcome::Success
+        );
+        // A stop genrun decided wins, except after a result line, whose verdict stands.
+        assert_eq!(
+            decide(Some(&StopReason::PostResult), &state, None, true),
+            Outcome::Success
+        );
+        assert_eq!(
+            decide(Some(&StopReason::WallTimeout), &state, None, true),
+            Outcome::Timeout
+        );
+        assert_eq!(
+            decide(
+                Some(&StopReason::Cancelled(Signal::Term)),
+                &state,
+                None,
+                true
+            ),
+            Outcome::Cancelled
+        );
+        state.result.as_mut().unwrap().is_error = true;
+        assert_eq!(
+            decide(None, &state, Some(&ExitInfo::Code(1)), false),
+            Outcome::AgentFailed
+        );
+    }
 }
