@@ -321,40 +321,11 @@ async fn build(args: &RunArgs, s3: &S3Options) -> Result<RunConfig, ConfigError>
             ),
         ));
     }
-    if memory.interval.is_zero() {
-        return Err(ConfigError::invalid(
-            "memory_interval",
-            "0",
-            "a positive duration",
-        ));
-    }
-
-    if let Some(url) = &args.progress_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "progress_url",
-                url,
-                "an http:// or https:// URL",
-            ));
-        }
-    }
+    positive("memory_interval", memory.interval)?;
+    http_url("progress_url", args.progress_url.as_deref())?;
     let heartbeat = opt_duration("heartbeat", &args.heartbeat)?.unwrap_or(defaults::HEARTBEAT);
-    if heartbeat.is_zero() {
-        return Err(ConfigError::invalid(
-            "heartbeat",
-            "0",
-            "a positive duration",
-        ));
-    }
-    if let Some(ep) = &s3.endpoint {
-        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "s3_endpoint",
-                ep,
-                "an http:// or https:// URL",
-            ));
-        }
-    }
+    positive("heartbeat", heartbeat)?;
+    http_url("s3_endpoint", s3.endpoint.as_deref())?;
 
     Ok(RunConfig {
         request_id,
@@ -500,6 +471,22 @@ fn opt_duration(field: &str, v: &Option<String>) -> Result<Option<Duration>, Con
         Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
             ConfigError::invalid(field, s, "a duration such as 500ms, 90s, 30m or 2h")
         }),
+    }
+}
+
+fn positive(field: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::invalid(field, "0", "a positive duration"));
+    }
+    Ok(())
+}
+
+fn http_url(field: &str, url: Option<&str>) -> Result<(), ConfigError> {
+    match url {
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            Err(ConfigError::invalid(field, u, "an http:// or https:// URL"))
+        }
+        _ => Ok(()),
     }
 }
 

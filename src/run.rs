@@ -65,18 +65,7 @@ pub async fn execute(
     // Preflight: prove the store is writable before any money is spent.
     let store = match genrun_storage::open(&cfg.output, &cfg.request_id, &cfg.s3).await {
         Ok(s) => s,
-        Err(e) => {
-            return early_failure(
-                result,
-                class_outcome(&e),
-                "preflight",
-                &e,
-                None,
-                progress,
-                redactor,
-            )
-            .await
-        }
+        Err(e) => return preflight_failure(result, &e, progress, redactor).await,
     };
     let status = status_json(&cfg.request_id, "running", None, &result.started_at);
     let preflight = genrun_storage::preflight(
@@ -99,18 +88,7 @@ pub async fn execute(
                 ok: false,
                 detail: Some(e.to_string()),
             });
-            // A store that failed its preflight takes nothing more (and a finished run's result.json is
-            // never clobbered): the result is kept locally and named in the log.
-            return early_failure(
-                result,
-                class_outcome(&e),
-                "preflight",
-                &e,
-                None,
-                progress,
-                redactor,
-            )
-            .await;
+            return preflight_failure(result, &e, progress, redactor).await;
         }
     }
 
@@ -686,28 +664,37 @@ fn class_outcome(e: &StoreError) -> Outcome {
     }
 }
 
-/// A run that failed before the agent started: record why, write result.json where possible.
-async fn early_failure(
+/// The store failed its preflight: it takes nothing more (and a finished run's result.json is never
+/// clobbered), so the result is kept locally and named in the log.
+async fn preflight_failure(
     mut result: RunResult,
-    outcome: Outcome,
-    phase: &str,
     e: &StoreError,
-    store: Option<Arc<dyn Store>>,
     progress: &Progress,
     redactor: &Redactor,
 ) -> Finished {
     let message = match e.class() {
-        ErrorClass::Exists => format!(
-            "{e}: a finished run with this request id exists; pass --overwrite to replace it"
-        ),
+        ErrorClass::Exists => {
+            format!(
+                "{e}: a finished run with this request id exists; pass --overwrite to replace it"
+            )
+        }
         _ => e.to_string(),
     };
     result.errors.push(ErrorRecord::new(
-        phase,
+        "preflight",
         format!("{:?}", e.class()).to_lowercase(),
         message,
     ));
-    finish(result, outcome, store, None, progress, redactor, None).await
+    finish(
+        result,
+        class_outcome(e),
+        None,
+        None,
+        progress,
+        redactor,
+        None,
+    )
+    .await
 }
 
 /// Writes result.json last (status.json just before it), emits the result event, and cleans up.
