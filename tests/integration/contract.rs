@@ -416,26 +416,6 @@ fn budget_is_84() {
 }
 
 #[test]
-fn wall_clock_timeout_is_82_and_nothing_is_left_running() {
-    let run = RunDir::new("timeout-1");
-    let mut cmd = run.cmd("hang");
-    cmd.args(["--timeout", "2s"]);
-    let out = run_with_deadline(cmd, LIMIT);
-    assert_eq!(code(&out), 82, "{}", explain(&out));
-    let r = run.result();
-    assert_eq!(r["outcome"], "timeout");
-    assert!(
-        r["agent"]["stop"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("wall-clock"),
-        "{r}"
-    );
-    assert!(run.artifacts().join("app.tar.zst").is_file());
-    assert_no_process_left(&run.workspace());
-}
-
-#[test]
 fn crash_by_segv_is_agent_killed_86() {
     let run = RunDir::new("segv-1");
     let out = run_with_deadline(run.cmd("crash"), LIMIT);

@@ -98,37 +98,59 @@ fn setsid_grandchildren_are_swept_and_counted() {
     );
 }
 
+/// Runs a script that genrun must stop; checks the code, a complete result and the stop reason.
+fn stopped(
+    id: &str,
+    script: &str,
+    args: &[&str],
+    code_want: i32,
+    outcome: &str,
+    reason: &str,
+) -> serde_json::Value {
+    let run = RunDir::new(id);
+    let mut cmd = run.cmd(script);
+    cmd.args(args);
+    let out = run_with_deadline(cmd, LIMIT);
+    assert_eq!(code(&out), code_want, "{}", explain(&out));
+    let r = assert_complete(&run, outcome);
+    let why = r["agent"]["stop"]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains(reason), "stop reason {why:?} lacks {reason:?}");
+    r
+}
+
 #[test]
 fn silent_agent_hits_the_idle_timeout_82() {
-    let run = RunDir::new("idle-1");
-    let mut cmd = run.cmd("hang");
-    cmd.args(["--idle-timeout", "2s"]);
-    let out = run_with_deadline(cmd, LIMIT);
-    assert_eq!(code(&out), 82, "{}", explain(&out));
-    let r = assert_complete(&run, "timeout");
-    assert!(
-        r["agent"]["stop"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("idle"),
-        "{r:#}"
+    stopped(
+        "idle-1",
+        "hang",
+        &["--idle-timeout", "2s"],
+        82,
+        "timeout",
+        "idle",
     );
 }
 
 #[test]
 fn hang_after_result_keeps_the_result_lines_outcome() {
-    let run = RunDir::new("linger-1");
-    let mut cmd = run.cmd("hang-after-result");
-    cmd.args(["--post-result-grace", "1s"]);
-    let out = run_with_deadline(cmd, LIMIT);
-    assert_eq!(code(&out), 0, "{}", explain(&out));
-    let r = assert_complete(&run, "success");
-    assert!(
-        r["agent"]["stop"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("result"),
-        "{r:#}"
+    stopped(
+        "linger-1",
+        "hang-after-result",
+        &["--post-result-grace", "1s"],
+        0,
+        "success",
+        "result",
+    );
+}
+
+#[test]
+fn wall_clock_timeout_is_82() {
+    stopped(
+        "timeout-1",
+        "hang",
+        &["--timeout", "2s"],
+        82,
+        "timeout",
+        "wall-clock",
     );
 }
 
