@@ -180,13 +180,12 @@ fn in_a_real_cgroup_the_guard_acts_before_the_kernel() {
         c
     };
     // Join the cgroup, then become genrun.
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
-        .arg(&cg.0)
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    cmd.stdin(std::process::Stdio::null());
+    let script = std::ffi::OsStr::new("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"");
+    let cmd = wrapped(
+        "sh",
+        &[std::ffi::OsStr::new("-c"), script, cg.0.as_os_str()],
+        &inner,
+    );
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = run.result();

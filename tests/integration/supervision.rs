@@ -200,11 +200,8 @@ fn as_pid_1_of_a_new_pid_namespace() {
     }
     let run = RunDir::new("pid1-1");
     let inner = run.cmd("grandchildren");
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"])
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    cmd.stdin(std::process::Stdio::null());
+    let flags = ["--pid", "--fork", "--mount-proc"].map(std::ffi::OsStr::new);
+    let cmd = wrapped("unshare", &flags, &inner);
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let r = assert_complete(&run, "success");

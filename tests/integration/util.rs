@@ -408,3 +408,19 @@ impl Running {
         }
     }
 }
+
+/// `program args... <inner command>`: runs `inner` under a wrapper (unshare, sh), keeping its environment.
+pub fn wrapped(program: &str, args: &[&std::ffi::OsStr], inner: &Command) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
