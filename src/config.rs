@@ -668,7 +668,7 @@ mod tests {
     }
 
     async fn load_err(a: RunArgs) -> ConfigError {
-        load(a).await.err().expect("expected an error").error
+        load(a).await.expect_err("expected an error").error
     }
 
     #[test]
