@@ -60,8 +60,9 @@ pub enum Format {
     TarGz,
 }
 
-/// The fixed zstd level (changing it changes the archive bytes).
-pub const ZSTD_LEVEL: i32 = 9;
+/// The fixed zstd level (changing it changes the archive bytes). Level 3: the 9 measured 4 % smaller
+/// but cost about as much CPU as the whole git ls-files | tar -czf pipeline we are measured against.
+pub const ZSTD_LEVEL: i32 = 3;
 
 /// The fixed gzip level (the `gzip` default; changing it changes the archive bytes).
 pub const GZIP_LEVEL: u32 = 6;
