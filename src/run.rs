@@ -236,7 +236,7 @@ pub async fn execute(
         let artifacts = artifact_list(report.as_ref(), &staging);
         progress.emit(EventKind::Storing {
             target: store.location(""),
-            objects: artifacts.len() + 1,
+            objects: artifacts.len(),
         });
         let stored = store_all(
             store.clone(),
