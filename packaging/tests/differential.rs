@@ -216,7 +216,10 @@ proptest! {
 }
 
 /// Files, then (directory, .gitignore text) pairs.
-type TrickyCase = (&'static [&'static str], &'static [(&'static str, &'static str)]);
+type TrickyCase = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
 
 /// Hand-picked cases git is known to be particular about, run every time.
 #[test]
