@@ -466,8 +466,9 @@ fn rlimit_plan(r: &Rlimits) -> [(libc::__rlimit_resource_t, libc::rlim_t, bool);
         };
         // SAFETY: getrlimit writes into `cur`.
         let ok = unsafe { libc::getrlimit(res, &mut cur) } == 0;
-        let unprivileged = !crate::user::is_root();
-        if ok && unprivileged && cur.rlim_max != libc::RLIM_INFINITY {
+        // Never above genrun's own hard limit, even as root: in a container (docker --ulimit, ECS
+        // ulimits) root cannot raise it either, and the agent would fail to start.
+        if ok && cur.rlim_max != libc::RLIM_INFINITY {
             v.min(cur.rlim_max)
         } else {
             v

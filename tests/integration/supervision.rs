@@ -298,3 +298,17 @@ fn agent_environment_holds_no_secrets_and_the_archive_none_either() {
     }
     assert_no_process_left(&run.workspace());
 }
+
+#[test]
+fn agent_limits_never_exceed_genruns_own_hard_limits() {
+    // As in a container started with --ulimit nofile=1024:1024, where not even root can raise it.
+    let run = RunDir::new("rlimit-1");
+    let script = run.dir.path().join("limits.script");
+    std::fs::write(&script, "turn\nbash <<EOF\nulimit -n > nofile.txt\nEOF\ntext done\n").unwrap();
+    let inner = run.cmd(script.to_str().unwrap());
+    let flags = ["--nofile=1024:1024"].map(std::ffi::OsStr::new);
+    let out = run_with_deadline(wrapped("prlimit", &flags, &inner), LIMIT);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let nofile = archive_file(&run.artifacts().join("app.tar.zst"), "nofile.txt").unwrap();
+    assert_eq!(String::from_utf8_lossy(&nofile).trim(), "1024");
+}
