@@ -488,16 +488,32 @@ fn huge_lines_are_read_bounded_and_keep_the_tool_target() {
 }
 
 #[test]
-fn stderr_tail_is_in_the_result() {
+fn stderr_tail_is_the_last_64_kib_in_the_result() {
     let run = RunDir::new("stderr-1");
-    let script = run.dir.path().join("stderr.script");
-    std::fs::write(&script, "turn\nbash <<EOF\necho from-tool\nEOF\nexit 3\n").unwrap();
-    // The scripted agent writes a diagnostic to stderr when told to exit without a result.
-    let out = run_with_deadline(run.cmd(script.to_str().unwrap()), LIMIT);
+    // An agent that prints nothing on stdout, 200 KB of diagnostics on stderr, and fails.
+    let agent = run.dir.path().join("noisy-agent.sh");
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\nhead -c 200000 /dev/zero | tr '\\0' x >&2\necho END-OF-DIAGNOSTICS >&2\nexit 3\n",
+    )
+    .unwrap();
+    set_mode(&agent, 0o755);
+    let out = run_with_deadline(run.cmd_with_agent(agent.to_str().unwrap()), LIMIT);
     assert_eq!(code(&out), 80, "{}", explain(&out));
     let r = run.result();
     assert_eq!(r["agent"]["exit_code"], 3);
     assert_eq!(r["agent"]["result_line_seen"], false);
+    let tail = r["agent"]["stderr_tail"].as_str().unwrap();
+    assert!(
+        tail.len() <= 64 * 1024 && tail.len() > 60 * 1024,
+        "tail of {} bytes",
+        tail.len()
+    );
+    assert!(
+        tail.ends_with("END-OF-DIAGNOSTICS\n"),
+        "{:?}",
+        &tail[tail.len() - 40..]
+    );
 }
 
 #[test]

@@ -249,3 +249,33 @@ fn terminal_view_under_a_pseudo_terminal() {
         );
     }
 }
+
+#[test]
+fn heartbeats_carry_elapsed_turns_and_memory() {
+    let run = RunDir::new("heartbeat-1");
+    let mut cmd = run.cmd("hang");
+    cmd.args([
+        "--timeout",
+        "2s",
+        "--heartbeat",
+        "300ms",
+        "--memory-interval",
+        "100ms",
+    ]);
+    let out = run_with_deadline(cmd, LIMIT);
+    assert_eq!(code(&out), 82, "{}", explain(&out));
+    let beats: Vec<Value> = events(&out)
+        .into_iter()
+        .filter(|e| e["kind"] == "heartbeat")
+        .collect();
+    assert!(
+        beats.len() >= 3,
+        "{} heartbeats in a 2 s run at 300 ms",
+        beats.len()
+    );
+    let last = beats.last().unwrap();
+    assert!(last["elapsed_s"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!(last["turns"], 1);
+    assert_eq!(last["max_turns"], 1000);
+    assert!(last["memory_percent"].as_f64().is_some(), "{last}");
+}

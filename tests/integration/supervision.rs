@@ -304,7 +304,11 @@ fn agent_limits_never_exceed_genruns_own_hard_limits() {
     // As in a container started with --ulimit nofile=1024:1024, where not even root can raise it.
     let run = RunDir::new("rlimit-1");
     let script = run.dir.path().join("limits.script");
-    std::fs::write(&script, "turn\nbash <<EOF\nulimit -n > nofile.txt\nEOF\ntext done\n").unwrap();
+    std::fs::write(
+        &script,
+        "turn\nbash <<EOF\nulimit -n > nofile.txt\nEOF\ntext done\n",
+    )
+    .unwrap();
     let inner = run.cmd(script.to_str().unwrap());
     let flags = ["--nofile=1024:1024"].map(std::ffi::OsStr::new);
     let out = run_with_deadline(wrapped("prlimit", &flags, &inner), LIMIT);
