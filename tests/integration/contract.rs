@@ -569,3 +569,20 @@ fn unwritable_staging_is_io_error_74_with_result_json() {
     assert_eq!(r["outcome"], "io_error");
     assert!(r["errors"].to_string().contains("staging"), "{r:#}");
 }
+
+#[test]
+fn exec_failure_is_os_error_71_with_result_json() {
+    // An agent program still open for writing cannot be executed (ETXTBSY): exec fails for a reason
+    // that is neither "not found" nor "not executable".
+    let run = RunDir::new("os-1");
+    let agent = run.dir.path().join("being-written.sh");
+    let mut writer = std::fs::File::create(&agent).unwrap();
+    std::io::Write::write_all(&mut writer, b"#!/bin/sh\nexit 0\n").unwrap();
+    set_mode(&agent, 0o755);
+    let out = run_with_deadline(run.cmd_with_agent(agent.to_str().unwrap()), LIMIT);
+    drop(writer);
+    assert_eq!(code(&out), 71, "{}", explain(&out));
+    let r = run.result();
+    assert_eq!(r["outcome"], "os_error");
+    assert!(r["errors"].to_string().contains("spawn"), "{r:#}");
+}
