@@ -393,6 +393,7 @@ fn api_error_result_is_agent_failed_80_and_partial_work_is_stored() {
     assert_eq!(r["outcome"], "agent_failed");
     assert_eq!(r["agent"]["is_error"], true);
     assert!(run.artifacts().join("app.tar.zst").is_file());
+    assert_no_process_left(&run.workspace());
 }
 
 #[test]
@@ -403,6 +404,7 @@ fn turn_limit_is_max_turns_81() {
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 81, "{}", explain(&out));
     assert_eq!(run.result()["agent"]["subtype"], "error_max_turns");
+    assert_no_process_left(&run.workspace());
 }
 
 #[test]
@@ -413,6 +415,7 @@ fn budget_is_84() {
     let out = run_with_deadline(cmd, LIMIT);
     assert_eq!(code(&out), 84, "{}", explain(&out));
     assert_eq!(run.result()["outcome"], "budget");
+    assert_no_process_left(&run.workspace());
 }
 
 #[test]
@@ -426,6 +429,7 @@ fn crash_by_segv_is_agent_killed_86() {
         run.artifacts().join("app.tar.zst").is_file(),
         "partial work not stored"
     );
+    assert_no_process_left(&run.workspace());
 }
 
 #[test]
