@@ -133,7 +133,7 @@ async fn execute_and_report(cfg: RunConfig, mut runtime: Runtime, demo: Option<&
 
 fn print_summary(cfg: &RunConfig, text: &str) {
     // JSON lines own stdout in json mode; the human summary then goes to stderr.
-    if cfg.progress.format == LogFormat::Json {
+    if cfg.progress.format.resolve() == LogFormat::Json {
         eprint!("{text}");
     } else {
         print!("{text}");

@@ -1023,7 +1023,7 @@ pub fn init_logging(cfg: &RunConfig, redactor: &Redactor) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let _ = if cfg.progress.format == genrun_progress::LogFormat::Json {
+    let _ = if cfg.progress.format.resolve() == genrun_progress::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.compact().try_init()
