@@ -251,18 +251,11 @@ async fn build(args: &RunArgs, s3: &S3Options) -> Result<RunConfig, ConfigError>
     let post_result_grace = opt_duration("post_result_grace", &args.post_result_grace)?
         .unwrap_or(defaults::POST_RESULT_GRACE);
     let stop_grace = opt_duration("stop_grace", &args.stop_grace)?.unwrap_or(defaults::STOP_GRACE);
-    let budget_usd = match &args.budget_usd {
-        Some(v) => Some(
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| {
-                    ConfigError::invalid("budget_usd", v, "a positive number of US dollars")
-                })?,
-        ),
-        None => None,
-    };
+    let budget_usd = opt_positive(
+        "budget_usd",
+        &args.budget_usd,
+        "a positive number of US dollars",
+    )?;
     let format = match &args.log_format {
         Some(v) => v
             .parse()
@@ -298,18 +291,11 @@ async fn build(args: &RunArgs, s3: &S3Options) -> Result<RunConfig, ConfigError>
         act_ratio: opt_percent("memory_act", &args.memory_act)?
             .unwrap_or(defaults::MEMORY_ACT_PERCENT)
             / 100.0,
-        vcpu: match &args.vcpu {
-            Some(v) => Some(
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| {
-                        ConfigError::invalid("vcpu", v, "a positive number such as 0.5, 1, 2 or 4")
-                    })?,
-            ),
-            None => None,
-        },
+        vcpu: opt_positive(
+            "vcpu",
+            &args.vcpu,
+            "a positive number such as 0.5, 1, 2 or 4",
+        )?,
     };
     if memory.warn_ratio > memory.act_ratio {
         return Err(ConfigError::config(
@@ -471,6 +457,23 @@ fn opt_duration(field: &str, v: &Option<String>) -> Result<Option<Duration>, Con
         Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
             ConfigError::invalid(field, s, "a duration such as 500ms, 90s, 30m or 2h")
         }),
+    }
+}
+
+fn opt_positive(
+    field: &str,
+    v: &Option<String>,
+    expected: &str,
+) -> Result<Option<f64>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .map(Some)
+            .ok_or_else(|| ConfigError::invalid(field, s, expected)),
     }
 }
 
