@@ -109,14 +109,25 @@ async fn execute_and_report(cfg: RunConfig, mut runtime: Runtime, demo: Option<&
         let finished = run::execute(task_cfg, &mut runtime, &p, &r).await;
         (finished, runtime)
     });
+    let finish_progress = |progress: genrun_progress::Progress| async move {
+        let report = progress.finish(PROGRESS_FLUSH).await;
+        if report.http_dropped > 0 || report.http_failed_batches > 0 {
+            tracing::warn!(
+                sent = report.http_sent,
+                dropped = report.http_dropped,
+                failed_batches = report.http_failed_batches,
+                "progress events were not all delivered"
+            );
+        }
+    };
     let outcome = match local.run_until(handle).await {
         Ok((finished, _runtime)) => {
             if let Some(_demo) = demo {
                 let text = crate::summary::render(&finished.result, &finished.result_location);
-                progress.finish(PROGRESS_FLUSH).await;
+                finish_progress(progress).await;
                 print_summary(&cfg, &text);
             } else {
-                progress.finish(PROGRESS_FLUSH).await;
+                finish_progress(progress).await;
             }
             finished.outcome
         }
@@ -124,7 +135,7 @@ async fn execute_and_report(cfg: RunConfig, mut runtime: Runtime, demo: Option<&
             let message = panic_message(e);
             tracing::error!(%message, "genrun panicked");
             let outcome = run::panic_result(&cfg, &redactor, &message).await;
-            progress.finish(PROGRESS_FLUSH).await;
+            finish_progress(progress).await;
             outcome
         }
     };

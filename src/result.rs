@@ -130,13 +130,12 @@ pub struct Artifact {
     pub sha256: String,
 }
 
-/// Delivery of progress events.
+/// Progress events of the run (HTTP delivery is known only after result.json: see the log and `seq` gaps).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressFacts {
+    /// Events emitted, the final `result` event included.
     pub events: u64,
-    pub http_sent: u64,
-    pub http_dropped: u64,
 }
 
 /// Something that went wrong, in the phase it went wrong in.
