@@ -147,7 +147,11 @@ fn probe() {
 
         // Group kill + sweep as PID 1.
         let mut s = spawn(
-            sh("setsid sleep 300 & echo up; exec sleep 300", dir.path()),
+            // "up" comes from inside the new session, so the escapee exists before the group kill.
+            sh(
+                "setsid sh -c 'echo up; exec sleep 300' & exec sleep 300",
+                dir.path(),
+            ),
             &reaper,
         )
         .unwrap();

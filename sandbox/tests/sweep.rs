@@ -38,6 +38,11 @@ async fn sweep_kills_setsid_grandchildren_that_survive_the_group_kill() {
     assert_eq!(read_lines(&mut s.stdout, 1).await, vec!["ready"]);
     // agent sh, 2 setsid trees (sh+sleep, sleep), inner sh + its sleep + its setsid sleep, loop sleep.
     wait_until("the tree is up", || my_descendants().len() >= 7).await;
+    // ...and the three escapees have really left (setsid done), or the group kill would still reach them.
+    wait_until("three new sessions", || {
+        my_descendants().iter().filter(|p| p.sid == p.pid).count() >= 3
+    })
+    .await;
 
     // SIGTERM to the group is ignored by the agent.
     signal_group(s.pid, Signal::Term).unwrap();
