@@ -41,6 +41,8 @@ pub struct Runtime {
 
 /// Time kept back from the stop grace for writing result.json.
 const RESULT_RESERVE: Duration = Duration::from_millis(1500);
+/// Deadline for writing result.json when no stop grace is running.
+const RESULT_DEADLINE: Duration = Duration::from_secs(30);
 /// Normal deadline for storing artifacts (S3 retries are bounded by it).
 const STORE_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a preflight may take before the store counts as unreachable.
@@ -102,7 +104,16 @@ pub async fn execute(
                 "io",
                 format!("creating the staging directory: {e}"),
             ));
-            return finish(result, outcome, Some(store), None, progress, redactor, None).await;
+            return finish(
+                result,
+                outcome,
+                Some(store),
+                None,
+                progress,
+                redactor,
+                Tail::default(),
+            )
+            .await;
         }
     };
 
@@ -120,7 +131,7 @@ pub async fn execute(
                 Some(&staging),
                 progress,
                 redactor,
-                None,
+                Tail::default(),
             )
             .await;
         }
@@ -283,6 +294,10 @@ pub async fn execute(
     if let Some(o) = store_outcome {
         outcome = o;
     }
+    let tail = Tail {
+        store_failed: store_outcome.is_some(),
+        deadline: cancel.first_at.map(|at| at + cfg.stop_grace),
+    };
     finish(
         result,
         outcome,
@@ -290,7 +305,7 @@ pub async fn execute(
         Some(&staging),
         progress,
         redactor,
-        store_outcome,
+        tail,
     )
     .await
 }
@@ -692,12 +707,22 @@ async fn preflight_failure(
         None,
         progress,
         redactor,
-        None,
+        Tail::default(),
     )
     .await
 }
 
-/// Writes result.json last (status.json just before it), emits the result event, and cleans up.
+/// How a run's last write goes.
+#[derive(Default)]
+struct Tail {
+    /// Storing some artifact failed: they stay in staging, which the result names.
+    store_failed: bool,
+    /// The end of the stop grace, when genrun was told to stop.
+    deadline: Option<Instant>,
+}
+
+/// Writes result.json last (status.json just before it; just after it when the stop grace is running),
+/// emits the result event, and cleans up.
 async fn finish(
     mut result: RunResult,
     outcome: Outcome,
@@ -705,7 +730,7 @@ async fn finish(
     staging: Option<&Path>,
     progress: &Progress,
     redactor: &Redactor,
-    store_failure: Option<Outcome>,
+    tail: Tail,
 ) -> Finished {
     result.set_outcome(outcome);
     result.finished_at = crate::result::now_rfc3339();
@@ -723,31 +748,21 @@ async fn finish(
         })
         .unwrap_or(0);
     // When storing failed, the artifacts stay in staging and the result names that copy.
-    if store_failure.is_some() || store.is_none() {
+    if tail.store_failed || store.is_none() {
         if let Some(dir) = staging {
             result.local_copy = Some(dir.display().to_string());
         }
     }
 
     let mut location = String::from("(not written)");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = tail
+        .deadline
+        .unwrap_or_else(|| Instant::now() + RESULT_DEADLINE);
     if let Some(store) = &store {
-        let status = status_json(
-            &result.request_id,
-            "finished",
-            Some(&result),
-            &result.started_at,
-        );
-        let status_opts = PutOptions {
-            content_type: "application/json".into(),
-            metadata: Default::default(),
-            if_none_match: false,
-        };
-        if let Err(e) = store
-            .put("status.json", Body::Bytes(status), &status_opts, deadline)
-            .await
-        {
-            tracing::warn!(error = %e, "updating status.json failed");
+        // Normally status.json first; within the stop grace result.json goes first, as it matters more.
+        let stopping = tail.deadline.is_some();
+        if !stopping {
+            put_status(store.as_ref(), &result, deadline).await;
         }
         let body = result_bytes(&result, redactor);
         let opts = PutOptions {
@@ -777,6 +792,9 @@ async fn finish(
                     result.local_copy = Some(dir.display().to_string());
                 }
             }
+        }
+        if stopping {
+            put_status(store.as_ref(), &result, deadline).await;
         }
     }
     if location == "(not written)" {
@@ -813,6 +831,27 @@ async fn finish(
         outcome: result.outcome,
         result,
         result_location: location,
+    }
+}
+
+/// Marks the run finished in status.json (best effort: result.json is what counts).
+async fn put_status(store: &dyn Store, result: &RunResult, deadline: Instant) {
+    let status = status_json(
+        &result.request_id,
+        "finished",
+        Some(result),
+        &result.started_at,
+    );
+    let opts = PutOptions {
+        content_type: "application/json".into(),
+        metadata: Default::default(),
+        if_none_match: false,
+    };
+    if let Err(e) = store
+        .put("status.json", Body::Bytes(status), &opts, deadline)
+        .await
+    {
+        tracing::warn!(error = %e, "updating status.json failed");
     }
 }
 

@@ -388,3 +388,30 @@ fn sigterm_while_storing_finishes_within_the_grace_with_the_archive_first() {
     );
     assert_no_process_left(&run.workspace());
 }
+
+#[test]
+fn a_store_that_stalls_everything_cannot_hold_genrun_past_the_stop_grace() {
+    let s3 = S3::start();
+    // The preflight gets through; every later PUT (artifacts and result.json) stalls.
+    s3.server
+        .inject(FaultRule::stall().op(S3Op::PutObject).skip(1));
+    let run = RunDir::new("s3-stall-1");
+    let mut cmd = s3.cmd(&run, "success");
+    cmd.args(["--stop-grace", "4s"]);
+    let g = Running::start(cmd);
+    g.wait_kind("storing", LIMIT);
+    g.signal(libc::SIGTERM);
+    // The grace is 4 s; without it bounding result.json too, its 30 s deadline would apply.
+    let out = g.finish(Duration::from_secs(20));
+    assert_eq!(code(&out), 75, "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let path = regex::Regex::new(r"/[^ \x22]*result\.json").unwrap();
+    let local = path
+        .find(&stderr)
+        .map(|m| m.as_str().to_string())
+        .expect("the log names the local result.json");
+    let r: Value = serde_json::from_slice(&std::fs::read(&local).unwrap()).unwrap();
+    assert_eq!(r["agent_outcome"], "success");
+    assert!(r["local_copy"].is_string(), "{r:#}");
+    assert_no_process_left(&run.workspace());
+}
