@@ -7,20 +7,28 @@ use std::time::{Duration, Instant};
 
 use genrun_testkit::s3server::{dead_endpoint, FaultRule, S3Op, S3Server};
 use serde_json::Value;
-use sha2_compat::sha256_hex;
 
 use crate::util::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-mod sha2_compat {
-    /// Hex sha256 via the `sha256sum` binary-free path: the storage crate's own helper.
-    pub fn sha256_hex(bytes: &[u8]) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("b");
-        std::fs::write(&p, bytes).unwrap();
-        genrun_storage::sha256_file(&p).unwrap()
-    }
+/// Hex SHA-256 of bytes, through the storage crate's own helper (the one genrun uses).
+fn sha256_hex(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("b");
+    std::fs::write(&p, bytes).unwrap();
+    genrun_storage::sha256_file(&p).unwrap()
+}
+
+/// The result.json genrun kept locally when the store refused it, found through the path its log names.
+fn local_result(out: &std::process::Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let path = regex::Regex::new(r"/[^ \x22]*result\.json").unwrap();
+    let local = path
+        .find(&stderr)
+        .map(|m| m.as_str().to_string())
+        .expect("the log names the local result.json");
+    serde_json::from_slice(&std::fs::read(&local).unwrap()).unwrap()
 }
 
 struct S3 {
@@ -311,13 +319,7 @@ fn refused_result_json_is_77_and_kept_locally() {
     let out = run_with_deadline(s3.cmd(&run, "success"), LIMIT);
     assert_eq!(code(&out), 77, "{}", explain(&out));
     assert!(s3.get("runs/s3-77-1/result.json").is_none());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let path = regex::Regex::new(r"/[^ \x22]*result\.json").unwrap();
-    let local = path
-        .find(&stderr)
-        .map(|m| m.as_str().to_string())
-        .expect("the log names the local result.json");
-    let r: Value = serde_json::from_slice(&std::fs::read(&local).unwrap()).unwrap();
+    let r = local_result(&out);
     assert_eq!(r["outcome"], "access_denied");
     assert_eq!(r["agent_outcome"], "success");
 }
@@ -404,13 +406,7 @@ fn a_store_that_stalls_everything_cannot_hold_genrun_past_the_stop_grace() {
     // The grace is 4 s; without it bounding result.json too, its 30 s deadline would apply.
     let out = g.finish(Duration::from_secs(20));
     assert_eq!(code(&out), 75, "{}", explain(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let path = regex::Regex::new(r"/[^ \x22]*result\.json").unwrap();
-    let local = path
-        .find(&stderr)
-        .map(|m| m.as_str().to_string())
-        .expect("the log names the local result.json");
-    let r: Value = serde_json::from_slice(&std::fs::read(&local).unwrap()).unwrap();
+    let r = local_result(&out);
     assert_eq!(r["agent_outcome"], "success");
     assert!(r["local_copy"].is_string(), "{r:#}");
     assert_no_process_left(&run.workspace());
